@@ -1,0 +1,112 @@
+// Reading, validating and writing model files (docs/formats.md, "Model files").
+#include "io/model_file.hpp"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+namespace sdeflow {
+
+namespace {
+constexpr int64_t kModelVersion = 1;
+const char* kModelFormat = "sdeflow.model";
+}  // namespace
+
+void write_process(const h5::Location& group, const LinearProcess& process) {
+  group.set_attribute("name", process.name());
+  for (const auto& [key, value] : process.parameters()) group.set_attribute(key, value);
+}
+
+std::shared_ptr<LinearProcess> read_process(const h5::Location& group) {
+  if (!group.has_attribute("name")) throw InputError(group.describe() + ": missing attribute 'name'");
+  const auto name = group.attribute_string("name");
+  std::map<std::string, double> parameters;
+  for (const auto& attribute : group.attribute_names()) {
+    if (attribute == "name") continue;
+    parameters[attribute] = group.attribute_double(attribute);
+  }
+  try {
+    return make_linear_process(name, parameters);
+  } catch (const InputError& error) {
+    throw InputError(group.describe() + ": " + error.what());
+  }
+}
+
+std::vector<std::string> builtin_model_names() { return {"gmm2d"}; }
+
+ModelFile builtin_model(const std::string& name) {
+  if (name != "gmm2d") throw InputError("unknown built-in model 'builtin:" + name + "' (known: builtin:gmm2d)");
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const auto weights = at::tensor({0.5, 0.3, 0.2}, f64);
+  const auto means = at::tensor({-1.5, 0.0, 1.5, 1.0, 0.5, -1.5}, f64).reshape({3, 2});
+  const auto covariances =
+      at::tensor({0.20, 0.05, 0.05, 0.10, 0.08, -0.03, -0.03, 0.15, 0.12, 0.0, 0.0, 0.05}, f64).reshape({3, 2, 2});
+  ModelFile model;
+  model.kind = "gmm";
+  model.source = "builtin:gmm2d";
+  model.process = make_linear_process("vp", {});
+  model.mixture = std::make_shared<GaussianMixture>(weights, means, covariances);
+  return model;
+}
+
+ModelFile load_model(const std::string& path) {
+  if (path.rfind("builtin:", 0) == 0) return builtin_model(path.substr(8));
+  h5::File file(path, h5::Mode::read);
+  for (const char* attribute : {"format", "version", "kind"}) {
+    if (!file.has_attribute(attribute)) throw InputError(file.describe() + ": missing root attribute '" + attribute + "'");
+  }
+  const auto format = file.attribute_string("format");
+  if (format != kModelFormat) {
+    throw InputError(file.describe() + ": format is '" + format + "', expected '" + kModelFormat + "'");
+  }
+  const auto version = file.attribute_int("version");
+  if (version != kModelVersion) {
+    throw InputError(file.describe() + ": unsupported version " + std::to_string(version) + " (this build reads " +
+                     std::to_string(kModelVersion) + ")");
+  }
+  ModelFile model;
+  model.kind = file.attribute_string("kind");
+  model.source = path;
+  if (model.kind != "gmm") throw InputError(file.describe() + ": unsupported model kind '" + model.kind + "' (known: gmm)");
+  model.process = read_process(file.group("process"));
+  const auto group = file.group("gmm");
+  const auto weights = group.read_tensor("weights", at::kDouble, {-1});
+  const int64_t k = weights.size(0);
+  const auto means = group.read_tensor("means", at::kDouble, {k, -1});
+  const int64_t d = means.size(1);
+  const auto covariances = group.read_tensor("covariances", at::kDouble, {k, d, d});
+  try {
+    model.mixture = std::make_shared<GaussianMixture>(weights, means, covariances);
+  } catch (const InputError& error) {
+    throw InputError(file.describe() + ": " + error.what());
+  }
+  return model;
+}
+
+void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture) {
+  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    {
+      h5::File file(temporary, h5::Mode::create);
+      file.set_attribute("format", kModelFormat);
+      file.set_attribute("version", kModelVersion);
+      file.set_attribute("kind", "gmm");
+      write_process(file.create_group("process"), process);
+      const auto group = file.create_group("gmm");
+      group.write_tensor("weights", mixture.weights());
+      group.write_tensor("means", mixture.means());
+      group.write_tensor("covariances", mixture.covariances());
+      file.flush();
+    }
+    std::filesystem::rename(temporary, path);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+}
+
+}  // namespace sdeflow

@@ -1,0 +1,35 @@
+#pragma once
+// Model files (docs/formats.md, "Model files"): root attributes format = "sdeflow.model", version = 1,
+// kind; group /process with the forward process; for kind = "gmm" the exact Gaussian mixture
+// /gmm/weights [K], /gmm/means [K, D], /gmm/covariances [K, D, D] (float64).
+#include <memory>
+#include <string>
+
+#include "networks/gmm.hpp"
+#include "processes/linear.hpp"
+
+namespace sdeflow {
+
+struct ModelFile {
+  std::string kind;                                  // "gmm"
+  std::string source;                                // the path, or "builtin:<name>"
+  std::shared_ptr<LinearProcess> process;
+  std::shared_ptr<GaussianMixture> mixture;          // kind == "gmm"
+};
+
+// Reads and validates a model file; every problem throws InputError naming the file and the object.
+// A path of the form "builtin:NAME" returns a built-in model (see builtin_model_names()).
+ModelFile load_model(const std::string& path);
+// Writes a Gaussian-mixture model to a temporary file in the same directory, then renames it into place.
+void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture);
+
+// Built-in models: "gmm2d" (a 2-D, 3-component mixture with full covariances under the default VP process).
+ModelFile builtin_model(const std::string& name);
+std::vector<std::string> builtin_model_names();
+
+// Writes the forward process as attributes of `group` (name + parameters) and reads it back.
+namespace h5 { class Location; }
+void write_process(const h5::Location& group, const LinearProcess& process);
+std::shared_ptr<LinearProcess> read_process(const h5::Location& group);
+
+}  // namespace sdeflow

@@ -1,0 +1,159 @@
+// Exact Gaussian-mixture marginals under linear processes. Each covariance is diagonalised once,
+// Sigma_k = U_k diag(lambda_k) U_k^T, so alpha^2 Sigma_k + sigma^2 I = U_k diag(alpha^2 lambda_k + sigma^2)
+// U_k^T for every t: no factorisation per time (docs/processes.md, "Exact Gaussian-mixture scores").
+#include "networks/gmm.hpp"
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "core/tensor.hpp"
+#include "processes/linear.hpp"
+
+namespace sdeflow {
+
+namespace {
+constexpr double kLog2Pi = 1.8378770664093453;
+}
+
+GaussianMixture::GaussianMixture(const at::Tensor& weights, const at::Tensor& means,
+                                 const at::Tensor& covariances) {
+  if (weights.dim() != 1 || weights.size(0) < 1) throw InputError("gmm: weights must be a non-empty [K] vector");
+  const int64_t k = weights.size(0);
+  if (means.dim() != 2 || means.size(0) != k || means.size(1) < 1) {
+    throw InputError("gmm: means must be [K, D] with K = " + std::to_string(k) + " (the number of weights)");
+  }
+  const int64_t d = means.size(1);
+  if (covariances.dim() != 3 || covariances.size(0) != k || covariances.size(1) != d || covariances.size(2) != d) {
+    throw InputError("gmm: covariances must be [K, D, D] = [" + std::to_string(k) + ", " + std::to_string(d) +
+                     ", " + std::to_string(d) + "]");
+  }
+  weights_ = weights.to(at::kCPU, at::kDouble).contiguous();
+  means_ = means.to(at::kCPU, at::kDouble).contiguous();
+  covariances_ = covariances.to(at::kCPU, at::kDouble).contiguous();
+  require_finite(weights_, "gmm: weights");
+  require_finite(means_, "gmm: means");
+  require_finite(covariances_, "gmm: covariances");
+  if ((weights_ < 0).any().item<bool>()) throw InputError("gmm: weights must be non-negative");
+  const double total = weights_.sum().item<double>();
+  if (std::abs(total - 1.0) > 1e-6) {
+    throw InputError("gmm: weights must sum to 1 (sum = " + std::to_string(total) + ")");
+  }
+  for (int64_t i = 0; i < k; ++i) {
+    const auto c = covariances_[i];
+    const double scale = c.abs().max().item<double>();
+    const double asym = (c - c.transpose(0, 1)).abs().max().item<double>();
+    if (asym > 1e-10 * std::max(scale, 1e-300)) {
+      throw InputError("gmm: covariance of component " + std::to_string(i) + " is not symmetric");
+    }
+  }
+  auto [values, vectors] = at::linalg_eigh(covariances_);
+  for (int64_t i = 0; i < k; ++i) {
+    const double smallest = values[i].min().item<double>();
+    const double largest = values[i].max().item<double>();
+    if (!(smallest > 1e-12 * std::max(largest, 1e-300)) || !(smallest > 0.0)) {
+      throw InputError("gmm: covariance of component " + std::to_string(i) + " is not positive-definite");
+    }
+  }
+  eigenvalues_ = values.contiguous();
+  eigenvectors_ = vectors.contiguous();
+}
+
+at::Tensor GaussianMixture::mean() const { return (weights_.unsqueeze(1) * means_).sum(0); }
+
+at::Tensor GaussianMixture::covariance() const {
+  const auto m = mean();
+  const auto centred = means_ - m;
+  const auto between = centred.unsqueeze(2) * centred.unsqueeze(1);
+  return (weights_.reshape({-1, 1, 1}) * (covariances_ + between)).sum(0);
+}
+
+GaussianMixture::Evaluation GaussianMixture::evaluate(const at::Tensor& x, const at::Tensor& alpha,
+                                                      const at::Tensor& sigma, bool with_laplacian) const {
+  require_state(x, dim(), "gmm: state");
+  const auto options = x.options();
+  const auto means = means_.to(options);
+  const auto lambda = eigenvalues_.to(options);
+  const auto vectors = eigenvectors_.to(options);
+  const auto log_w = at::log(weights_.to(options));
+  const auto a = alpha.to(options).reshape({-1, 1, 1});
+  const auto s = sigma.to(options).reshape({-1, 1, 1});
+
+  const auto diff = x.unsqueeze(1) - a * means.unsqueeze(0);                  // [B, K, D]
+  const auto projected = at::einsum("bkd,kde->bke", {diff, vectors});        // U_k^T (x - m_k)
+  const auto variance = a * a * lambda.unsqueeze(0) + s * s;                 // [B, K, D]
+  const auto whitened = projected / variance;
+  const auto quad = (projected * whitened).sum(2);                           // [B, K]
+  const auto log_det = at::log(variance).sum(2);
+  const auto log_component = -0.5 * (static_cast<double>(dim()) * kLog2Pi + log_det + quad);
+  const auto joint = log_w.unsqueeze(0) + log_component;
+  Evaluation result;
+  result.log_prob = at::logsumexp(joint, 1);
+  result.responsibilities = at::softmax(joint, 1);
+  const auto component_scores = -at::einsum("bke,kde->bkd", {whitened, vectors});   // [B, K, D]
+  result.score = (result.responsibilities.unsqueeze(2) * component_scores).sum(1);
+  if (with_laplacian) {
+    // Laplacian of log sum_k w_k N_k = sum_k r_k (tr H_k + |g_k|^2) - |sum_k r_k g_k|^2, tr H_k = -tr C_k^{-1}.
+    const auto per_component = -(1.0 / variance).sum(2) + component_scores.pow(2).sum(2);
+    result.laplacian = (result.responsibilities * per_component).sum(1) - result.score.pow(2).sum(1);
+  }
+  return result;
+}
+
+at::Tensor GaussianMixture::log_prob(const at::Tensor& x) const {
+  const auto ones = at::ones({x.size(0)}, x.options());
+  return evaluate(x, ones, at::zeros_like(ones)).log_prob;
+}
+
+std::pair<at::Tensor, at::Tensor> GaussianMixture::sample(int64_t n, at::Generator& generator,
+                                                          const at::TensorOptions& options) const {
+  const auto component = at::multinomial(weights_, n, /*replacement=*/true, generator);
+  const auto noise = at::randn({n, dim()}, generator, at::TensorOptions().dtype(at::kDouble));
+  const auto factor = eigenvectors_ * at::sqrt(eigenvalues_).unsqueeze(1);   // U diag(sqrt(lambda))
+  const auto picked = factor.index_select(0, component);
+  const auto x = means_.index_select(0, component) + at::matmul(picked, noise.unsqueeze(2)).squeeze(2);
+  return {x.to(options), component};
+}
+
+GaussianMixtureScore::GaussianMixtureScore(std::shared_ptr<const GaussianMixture> mixture,
+                                           std::shared_ptr<const LinearProcess> process)
+    : mixture_(std::move(mixture)), process_(std::move(process)) {}
+
+at::Tensor GaussianMixtureScore::score(const at::Tensor& x, const at::Tensor& t) const {
+  return mixture_->evaluate(x, process_->alpha(t), process_->sigma(t)).score;
+}
+
+at::Tensor GaussianMixtureScore::log_prob(const at::Tensor& x, const at::Tensor& t) const {
+  return mixture_->evaluate(x, process_->alpha(t), process_->sigma(t)).log_prob;
+}
+
+at::Tensor GaussianMixtureScore::laplacian_log_prob(const at::Tensor& x, const at::Tensor& t) const {
+  return mixture_->evaluate(x, process_->alpha(t), process_->sigma(t), true).laplacian;
+}
+
+}  // namespace sdeflow
+
+namespace sdeflow {
+
+MixtureComparison compare_to_mixture(const at::Tensor& samples, const GaussianMixture& mixture) {
+  require_state(samples, mixture.dim(), "compare_to_mixture: samples");
+  const auto x = samples.to(at::kCPU, at::kDouble);
+  const auto n = static_cast<double>(x.size(0));
+  MixtureComparison result;
+  result.sample_mean = x.mean(0);
+  const auto centred = x - result.sample_mean;
+  result.sample_covariance = at::matmul(centred.transpose(0, 1), centred) / std::max(n - 1.0, 1.0);
+  const auto ones = at::ones({x.size(0)}, x.options());
+  const auto evaluation = mixture.evaluate(x, ones, at::zeros_like(ones));
+  const auto assigned = evaluation.responsibilities.argmax(1);
+  result.component_fraction =
+      at::bincount(assigned, {}, mixture.components()).to(at::kDouble) / n;
+  const auto w = mixture.weights();
+  result.component_fraction_stderr = at::sqrt(w * (1.0 - w) / n);
+  result.mean_log_likelihood = evaluation.log_prob.mean().item<double>();
+  result.mean_log_likelihood_stderr = (evaluation.log_prob.std().item<double>()) / std::sqrt(n);
+  result.max_abs_mean_error = (result.sample_mean - mixture.mean()).abs().max().item<double>();
+  result.max_abs_covariance_error = (result.sample_covariance - mixture.covariance()).abs().max().item<double>();
+  return result;
+}
+
+}  // namespace sdeflow

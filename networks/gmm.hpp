@@ -1,0 +1,86 @@
+#pragma once
+// The exact Gaussian-mixture model: data p_0 = sum_k w_k N(mu_k, Sigma_k) in any dimension. Under a linear
+// process the marginal stays a mixture, p_t = sum_k w_k N(alpha mu_k, alpha^2 Sigma_k + sigma^2 I), so its
+// score, log-density and Laplacian are exact (docs/processes.md, "Exact Gaussian-mixture scores").
+#include <ATen/ATen.h>
+
+#include <memory>
+
+#include "networks/score_model.hpp"
+
+namespace sdeflow {
+
+class LinearProcess;
+
+class GaussianMixture {
+ public:
+  // weights [K], means [K, D], covariances [K, D, D]; any floating dtype, stored as CPU float64.
+  // Throws InputError for wrong shapes, NaN/Inf, negative or non-normalised weights (|sum - 1| > 1e-6),
+  // and covariances that are not symmetric positive-definite, naming the component.
+  GaussianMixture(const at::Tensor& weights, const at::Tensor& means, const at::Tensor& covariances);
+
+  int64_t components() const { return weights_.size(0); }
+  int64_t dim() const { return means_.size(1); }
+  const at::Tensor& weights() const { return weights_; }
+  const at::Tensor& means() const { return means_; }
+  const at::Tensor& covariances() const { return covariances_; }
+
+  at::Tensor mean() const;         // [D]
+  at::Tensor covariance() const;   // [D, D]
+
+  // Exact quantities of the marginal with coefficients alpha, sigma ([B] each) at x [B, D].
+  struct Evaluation {
+    at::Tensor log_prob;          // [B]
+    at::Tensor score;             // [B, D]
+    at::Tensor laplacian;         // [B]  (trace of the Hessian of log p)
+    at::Tensor responsibilities;  // [B, K]
+  };
+  Evaluation evaluate(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& sigma,
+                      bool with_laplacian = false) const;
+
+  // log p_0(x): the data density.
+  at::Tensor log_prob(const at::Tensor& x) const;
+  // n samples of p_0 and the component each came from.
+  std::pair<at::Tensor, at::Tensor> sample(int64_t n, at::Generator& generator,
+                                           const at::TensorOptions& options) const;
+
+ private:
+  at::Tensor weights_, means_, covariances_;
+  at::Tensor eigenvalues_;   // [K, D]   Sigma_k = U_k diag(lambda_k) U_k^T
+  at::Tensor eigenvectors_;  // [K, D, D]
+};
+
+// The mixture's exact score under a linear process: a ScoreModel usable by every solver.
+class GaussianMixtureScore : public ScoreModel {
+ public:
+  GaussianMixtureScore(std::shared_ptr<const GaussianMixture> mixture,
+                       std::shared_ptr<const LinearProcess> process);
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
+  int64_t dim() const override { return mixture_->dim(); }
+  at::Tensor log_prob(const at::Tensor& x, const at::Tensor& t) const;            // log p_t(x), [B]
+  at::Tensor laplacian_log_prob(const at::Tensor& x, const at::Tensor& t) const;  // [B]
+  const GaussianMixture& mixture() const { return *mixture_; }
+  const LinearProcess& process() const { return *process_; }
+
+ private:
+  std::shared_ptr<const GaussianMixture> mixture_;
+  std::shared_ptr<const LinearProcess> process_;
+};
+
+}  // namespace sdeflow
+
+namespace sdeflow {
+
+// How well samples reproduce a mixture: moments, component fractions (each sample assigned to its most
+// responsible component) with their binomial standard errors, and the mean exact log-likelihood.
+struct MixtureComparison {
+  at::Tensor sample_mean, sample_covariance;   // [D], [D, D]
+  at::Tensor component_fraction;               // [K]
+  at::Tensor component_fraction_stderr;        // [K] sqrt(w (1 - w) / n)
+  double mean_log_likelihood = 0.0;            // mean of log p_0(samples)
+  double mean_log_likelihood_stderr = 0.0;
+  double max_abs_mean_error = 0.0, max_abs_covariance_error = 0.0;
+};
+MixtureComparison compare_to_mixture(const at::Tensor& samples, const GaussianMixture& mixture);
+
+}  // namespace sdeflow

@@ -1,0 +1,49 @@
+#pragma once
+// The learned (or exact) part of a diffusion model seen as a score s(x, t) = grad_x log p_t(x), and the
+// conversions between score, noise (eps) and data (x0) predictions through a linear process's marginal
+// x_t = alpha(t) x0 + sigma(t) eps (score-based SDE models; NDM appendix eq. 36 for eps).
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace sdeflow {
+
+class LinearProcess;
+
+class ScoreModel {
+ public:
+  virtual ~ScoreModel() = default;
+  virtual at::Tensor score(const at::Tensor& x, const at::Tensor& t) const = 0;   // [B, D]
+  virtual int64_t dim() const = 0;
+};
+
+enum class Parameterisation { score, noise, data };
+Parameterisation parse_parameterisation(const std::string& name);   // "score" | "noise" | "data"
+std::string to_string(Parameterisation p);
+
+// Converts a prediction in parameterisation `from` at (x, t) to a score, and a score back to `to`.
+at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& prediction, const at::Tensor& x,
+                               const at::Tensor& t, const LinearProcess& process);
+at::Tensor score_to_prediction(Parameterisation to, const at::Tensor& score, const at::Tensor& x,
+                               const at::Tensor& t, const LinearProcess& process);
+
+// A score model built from any predictor (a network's forward pass) in the given parameterisation, so
+// that solvers and the likelihood code see one interface.
+class ParameterisedScore : public ScoreModel {
+ public:
+  using Predictor = std::function<at::Tensor(const at::Tensor& x, const at::Tensor& t)>;
+  ParameterisedScore(Predictor predictor, Parameterisation parameterisation,
+                     std::shared_ptr<const LinearProcess> process, int64_t dim);
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
+  int64_t dim() const override { return dim_; }
+
+ private:
+  Predictor predictor_;
+  Parameterisation parameterisation_;
+  std::shared_ptr<const LinearProcess> process_;
+  int64_t dim_;
+};
+
+}  // namespace sdeflow

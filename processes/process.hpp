@@ -1,0 +1,69 @@
+#pragma once
+// The forward SDE  dx = f(x, t) dt + G(x, t) dW  on [eps, T] (score-based SDE models; FP-Diffusion
+// eq. 10 for the general x-dependent G). Every process, linear or learned, implements this interface;
+// reverse-time SDEs and probability-flow ODEs are assembled from it in processes/reverse.hpp.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace sdeflow {
+
+// A Gaussian N(mean, cov) per sample. `std` is [B, 1] (isotropic), [B, D] (diagonal) or [B, D, D]
+// (a lower-triangular factor L with cov = L L^T).
+struct Gaussian {
+  at::Tensor mean;
+  at::Tensor std;
+};
+
+// G(x, t) in one of three shapes. The reverse SDE needs G G^T applied to a vector and G applied to dW.
+struct Diffusion {
+  enum class Kind { scalar, diagonal, full };
+  Kind kind = Kind::scalar;
+  at::Tensor value;   // scalar: [B, 1]; diagonal: [B, D]; full: [B, D, D]
+
+  static Diffusion scalar(at::Tensor g) { return {Kind::scalar, std::move(g)}; }
+  static Diffusion diagonal(at::Tensor g) { return {Kind::diagonal, std::move(g)}; }
+  static Diffusion full(at::Tensor g) { return {Kind::full, std::move(g)}; }
+
+  at::Tensor apply(const at::Tensor& noise) const;          // G dW, noise [B, D]
+  at::Tensor apply_squared(const at::Tensor& vector) const;  // G G^T v, v [B, D]
+};
+
+struct TimeRange {
+  double eps = 1e-3;   // the smallest time solvers integrate to (score blows up at t = 0)
+  double T = 1.0;
+};
+
+class Process {
+ public:
+  virtual ~Process() = default;
+  virtual std::string name() const = 0;
+
+  virtual at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const = 0;        // f(x, t): [B, D]
+  virtual Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const = 0;     // G(x, t)
+  // True when G depends on x; then the reverse drift also needs div(G G^T) (see docs/derivations.md).
+  virtual bool state_dependent_diffusion() const { return false; }
+  // div_x (G G^T)(x, t) row by row, [B, D]; zero unless state_dependent_diffusion().
+  virtual at::Tensor diffusion_divergence(const at::Tensor& x, const at::Tensor& t) const;
+
+  // p_{0t}(x_t | x_0) where it has a closed form.
+  virtual std::optional<Gaussian> marginal(const at::Tensor& x0, const at::Tensor& t) const {
+    (void)x0; (void)t;
+    return std::nullopt;
+  }
+
+  // The transition x_{t-dt} -> x_t written as x_t = x_{t-dt} + f_disc + G_disc z, z ~ N(0, I); the
+  // reverse-diffusion predictor inverts it. Default: the Euler discretisation f dt, G sqrt(dt).
+  virtual std::pair<at::Tensor, Diffusion> discretize(const at::Tensor& x, const at::Tensor& t,
+                                                       const at::Tensor& dt) const;
+
+  virtual at::Tensor prior_sample(int64_t n, int64_t dim, const at::TensorOptions& options,
+                                  at::Generator& generator) const = 0;
+  virtual at::Tensor prior_log_prob(const at::Tensor& xT) const = 0;   // [B]
+  virtual TimeRange time_range() const = 0;
+};
+
+}  // namespace sdeflow

@@ -1,0 +1,118 @@
+#pragma once
+// One step of a solver (Boost.Odeint's stepper layer; diffrax's AbstractSolver): a stepper declares its
+// order, whether it is stochastic and whether it returns an error estimate, and maps (t, y, dt) to the
+// next state. Adaptivity lives in the StepController, the time loop in integrate().
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "solvers/brownian.hpp"
+#include "solvers/term.hpp"
+
+namespace sdeflow {
+
+struct StepContext {
+  at::Generator generator;              // extra randomness (Langevin corrector noise)
+  BrownianPath* brownian = nullptr;     // the driving Brownian motion of an SDE
+  bool last_step = false;               // the final step: SDE samplers return the noise-free mean
+  bool denoise_last = true;
+};
+
+struct StepResult {
+  at::Tensor y;       // [B, D]
+  at::Tensor error;   // [B, D] local error estimate, undefined unless embedded_error()
+};
+
+class Stepper {
+ public:
+  virtual ~Stepper() = default;
+  virtual std::string name() const = 0;
+  virtual int order() const = 0;                       // deterministic (ODE) or weak order
+  virtual double strong_order() const { return order(); }
+  virtual bool stochastic() const = 0;
+  virtual bool embedded_error() const { return false; }
+  // Throws InputError unless this stepper can integrate `term` (e.g. an ODE stepper given an SDE).
+  virtual void check_term(const Term& term) const = 0;
+  virtual StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                          StepContext& context) = 0;
+};
+
+// An explicit Runge-Kutta method given by its Butcher tableau (diffrax: a solver is its tableau).
+struct ButcherTableau {
+  std::vector<std::vector<double>> a;   // strictly lower triangular, row i has i entries
+  std::vector<double> b;
+  std::vector<double> c;
+  std::vector<double> b_error;          // b - b_hat for an embedded pair; empty if none
+};
+
+class ExplicitRungeKutta : public Stepper {
+ public:
+  ExplicitRungeKutta(std::string name, int order, ButcherTableau tableau);
+  std::string name() const override { return name_; }
+  int order() const override { return order_; }
+  bool stochastic() const override { return false; }
+  bool embedded_error() const override { return !tableau_.b_error.empty(); }
+  void check_term(const Term& term) const override;
+  StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                  StepContext& context) override;
+
+ private:
+  std::string name_;
+  int order_;
+  ButcherTableau tableau_;
+};
+
+std::unique_ptr<Stepper> make_euler();
+std::unique_ptr<Stepper> make_heun();
+std::unique_ptr<Stepper> make_rk4();
+
+// Euler-Maruyama for any SdeTerm: y + b dt + G dW (strong order 0.5, 1.0 for additive noise; weak 1).
+class EulerMaruyama : public Stepper {
+ public:
+  std::string name() const override { return "em"; }
+  int order() const override { return 1; }
+  double strong_order() const override { return 0.5; }
+  bool stochastic() const override { return true; }
+  void check_term(const Term& term) const override;
+  StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                  StepContext& context) override;
+};
+
+// Reverse-diffusion predictor (score-based SDE models, Alg. 2/3): inverts the process's discrete
+// transition, x_mean = x - f_disc + G_disc G_disc^T s(x, t), x = x_mean + G_disc z.
+class ReverseDiffusionPredictor : public Stepper {
+ public:
+  std::string name() const override { return "reverse-diffusion"; }
+  int order() const override { return 1; }
+  double strong_order() const override { return 0.5; }
+  bool stochastic() const override { return true; }
+  void check_term(const Term& term) const override;
+  StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                  StepContext& context) override;
+};
+
+// Predictor-corrector sampler: `corrector_steps` Langevin moves at time t with the signal-to-noise step
+// rule eps = 2 a (snr mean|z| / mean|s|)^2 (norms averaged over the batch), then one reverse-diffusion predictor step.
+class PredictorCorrector : public Stepper {
+ public:
+  PredictorCorrector(double snr, int corrector_steps);
+  std::string name() const override { return "pc"; }
+  int order() const override { return 1; }
+  double strong_order() const override { return 0.5; }
+  bool stochastic() const override { return true; }
+  void check_term(const Term& term) const override;
+  StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                  StepContext& context) override;
+  // The Langevin corrector alone, applied at time t (|dt| sets the VP step scale a).
+  at::Tensor correct(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                     StepContext& context) const;
+
+ private:
+  double snr_;
+  int corrector_steps_;
+  ReverseDiffusionPredictor predictor_;
+};
+
+}  // namespace sdeflow

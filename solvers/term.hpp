@@ -1,0 +1,44 @@
+#pragma once
+// What a solver steps (diffrax's "terms"): an ODE vector field dy/dt = v(t, y), or an SDE
+// dy = b(t, y) dt + G(t, y) dW. Terms count their evaluations so that every result reports its NFE.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#include "processes/process.hpp"
+
+namespace sdeflow {
+
+class Term {
+ public:
+  virtual ~Term() = default;
+  virtual std::string describe() const = 0;
+  // Number of model (network / score) evaluations so far; each counts one batched call.
+  int64_t evaluations() const { return evaluations_; }
+  void reset_evaluations() const { evaluations_ = 0; }
+
+ protected:
+  void count_evaluation() const { ++evaluations_; }
+
+ private:
+  mutable int64_t evaluations_ = 0;
+};
+
+class VectorField : public Term {
+ public:
+  // t: [B], y: [B, D] -> dy/dt [B, D].
+  virtual at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const = 0;
+};
+
+// torchsde's noise types: what a solver may assume about G.
+enum class NoiseType { additive, diagonal, general };
+
+class SdeTerm : public Term {
+ public:
+  virtual at::Tensor drift(const at::Tensor& t, const at::Tensor& y) const = 0;
+  virtual Diffusion diffusion(const at::Tensor& t, const at::Tensor& y) const = 0;
+  virtual NoiseType noise_type() const = 0;
+};
+
+}  // namespace sdeflow

@@ -1,0 +1,46 @@
+// The Boost.Test entry point of the sdeflow test suite, plus helpers shared by the test files.
+#define BOOST_TEST_MODULE sdeflow
+#include <boost/test/unit_test.hpp>
+
+#include "io/h5.hpp"
+
+struct GlobalSetup {
+  GlobalSetup() { sdeflow::h5::silence_library_errors(); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(GlobalSetup);
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+
+#include "support.hpp"
+
+namespace sdeflow::test {
+
+std::filesystem::path scratch_dir(const std::string& name) {
+  const char* root = std::getenv("SDEFLOW_TEST_TMP");
+  std::filesystem::path dir = root ? std::filesystem::path(root) : std::filesystem::temp_directory_path() / "sdeflow-tests";
+  dir /= name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+CommandResult run_cli(const std::string& arguments, const std::string& environment) {
+  const char* bin = std::getenv("SDEFLOW_BIN");
+  BOOST_REQUIRE_MESSAGE(bin != nullptr, "SDEFLOW_BIN is not set (run the tests through ctest)");
+  const std::string command = environment + " '" + std::string(bin) + "' " + arguments + " 2>&1";
+  CommandResult result;
+  FILE* pipe = popen(command.c_str(), "r");
+  BOOST_REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  while (fgets(buffer.data(), buffer.size(), pipe) != nullptr) result.output += buffer.data();
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status)) result.exit_status = 128 + WTERMSIG(status);
+  return result;
+}
+
+}  // namespace sdeflow::test

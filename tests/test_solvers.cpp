@@ -1,0 +1,191 @@
+// Tests of solvers/: measured convergence orders of Euler, Heun and RK4 on an ODE with a known solution,
+// Euler-Maruyama's weak order on an Ornstein-Uhlenbeck process, per-sample status in the integrate loop,
+// term/solver mismatches, and seeded reproducibility.
+#include <boost/test/unit_test.hpp>
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "solvers/integrate.hpp"
+#include "solvers/registry.hpp"
+
+using namespace sdeflow;
+
+namespace {
+
+const auto f64 = at::TensorOptions().dtype(at::kDouble);
+
+// dy/dt = -2 t y^2 with y(0) = c: y(t) = c / (1 + c t^2).
+class Riccati : public VectorField {
+ public:
+  std::string describe() const override { return "dy/dt = -2 t y^2"; }
+  at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override {
+    count_evaluation();
+    return -2.0 * t.unsqueeze(1) * y * y;
+  }
+};
+
+// dX = -theta X dt + sigma dW (additive noise).
+class OrnsteinUhlenbeck : public SdeTerm {
+ public:
+  OrnsteinUhlenbeck(double theta, double sigma) : theta_(theta), sigma_(sigma) {}
+  std::string describe() const override { return "Ornstein-Uhlenbeck"; }
+  at::Tensor drift(const at::Tensor& t, const at::Tensor& y) const override {
+    (void)t;
+    count_evaluation();
+    return -theta_ * y;
+  }
+  Diffusion diffusion(const at::Tensor& t, const at::Tensor& y) const override {
+    (void)y;
+    return Diffusion::scalar(at::full({t.size(0), 1}, sigma_, t.options()));
+  }
+  NoiseType noise_type() const override { return NoiseType::additive; }
+
+ private:
+  double theta_, sigma_;
+};
+
+// Least-squares slope of log(error) against log(h).
+double fitted_order(const std::vector<double>& h, const std::vector<double>& error) {
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < h.size(); ++i) mx += std::log(h[i]) / h.size(), my += std::log(error[i]) / h.size();
+  double sxy = 0, sxx = 0;
+  for (size_t i = 0; i < h.size(); ++i) {
+    sxy += (std::log(h[i]) - mx) * (std::log(error[i]) - my);
+    sxx += std::pow(std::log(h[i]) - mx, 2);
+  }
+  return sxy / sxx;
+}
+
+Solution solve_ode(Stepper& stepper, const VectorField& field, const at::Tensor& y0, double t0, double t1, int64_t steps) {
+  FixedGrid grid(uniform_grid(t0, t1, steps));
+  return integrate(field, stepper, grid, y0, t0, t1, SaveAt{}, nullptr, IntegrateOptions{});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(solvers)
+
+BOOST_AUTO_TEST_CASE(ode_solvers_reach_their_order) {
+  Riccati field;
+  const auto c = at::tensor({1.0, 0.5, 2.0}, f64).reshape({3, 1});
+  const double t1 = 2.0;
+  const auto exact = c / (1.0 + c * t1 * t1);
+  for (const auto& [name, order] : std::vector<std::pair<std::string, int>>{{"euler", 1}, {"heun", 2}, {"rk4", 4}}) {
+    auto stepper = make_stepper(name);
+    BOOST_TEST(stepper->order() == order);
+    std::vector<double> h, error;
+    for (int64_t steps : {16, 32, 64, 128, 256}) {
+      const auto solution = solve_ode(*stepper, field, c, 0.0, t1, steps);
+      BOOST_TEST(solution.all_ok());
+      BOOST_TEST(solution.stats.nfe == steps * static_cast<int64_t>(order == 1 ? 1 : order == 2 ? 2 : 4));
+      h.push_back(t1 / steps);
+      error.push_back((solution.y - exact).abs().max().item<double>());
+    }
+    const double measured = fitted_order(h, error);
+    BOOST_TEST_MESSAGE(name << ": measured order " << measured);
+    BOOST_TEST(std::abs(measured - order) <= 0.2, name << " order " << measured);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(integrates_backwards_in_time) {
+  Riccati field;
+  auto rk4 = make_stepper("rk4");
+  const auto y1 = at::tensor({0.2}, f64).reshape({1, 1});   // y(2) = 0.2 for c = 1
+  const auto solution = solve_ode(*rk4, field, y1, 2.0, 0.0, 200);
+  BOOST_TEST(solution.y.item<double>() == 1.0, boost::test_tools::tolerance(1e-8));
+  BOOST_TEST(solution.t.item<double>() == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(euler_maruyama_weak_order_one_on_ornstein_uhlenbeck) {
+  // E[X_T^2] = e^{-2 theta T} x0^2 + sigma^2 / (2 theta) (1 - e^{-2 theta T}). EM's own second moment
+  // obeys m_{n+1} = (1 - theta h)^2 m_n + sigma^2 h, so its weak error is known exactly; the Monte-Carlo
+  // estimate must match that recursion within 4 standard errors, and the error must fall as h^1.
+  const double theta = 2.0, sigma = 0.8, x0 = 1.5, T = 1.0;
+  const int64_t paths = 400000;
+  OrnsteinUhlenbeck sde(theta, sigma);
+  auto em = make_stepper("em");
+  const double exact = std::exp(-2 * theta * T) * x0 * x0 + sigma * sigma / (2 * theta) * (1 - std::exp(-2 * theta * T));
+  std::vector<double> h, error;
+  for (int64_t steps : {8, 16, 32, 64}) {
+    auto generator = at::detail::createCPUGenerator(42);
+    GridIncrements brownian(generator, 1);
+    IntegrateOptions options;
+    options.brownian = &brownian;
+    options.generator = generator;
+    options.denoise_last = false;
+    FixedGrid grid(uniform_grid(0.0, T, steps));
+    const auto solution = integrate(sde, *em, grid, at::full({paths, 1}, x0, f64), 0.0, T, SaveAt{}, nullptr, options);
+    const auto squares = solution.y.pow(2);
+    const double estimate = squares.mean().item<double>();
+    const double se = squares.std().item<double>() / std::sqrt(static_cast<double>(paths));
+    const double step = T / steps;
+    double recursion = x0 * x0;
+    for (int64_t i = 0; i < steps; ++i) recursion = std::pow(1 - theta * step, 2) * recursion + sigma * sigma * step;
+    BOOST_TEST(std::abs(estimate - recursion) <= 4 * se, "steps " << steps);
+    h.push_back(step);
+    error.push_back(std::abs(estimate - exact));
+  }
+  const double measured = fitted_order(h, error);
+  BOOST_TEST_MESSAGE("Euler-Maruyama weak order " << measured);
+  BOOST_TEST(std::abs(measured - 1.0) <= 0.2);
+}
+
+BOOST_AUTO_TEST_CASE(failed_samples_get_a_status_and_leave_the_rest_alone) {
+  Riccati field;
+  auto rk4 = make_stepper("rk4");
+  const auto clean = at::tensor({1.0, 0.5, 2.0}, f64).reshape({3, 1});
+  auto with_nan = clean.clone();
+  with_nan[1][0] = std::nan("");
+  const auto reference = solve_ode(*rk4, field, clean, 0.0, 1.0, 20);
+  const auto solution = solve_ode(*rk4, field, with_nan, 0.0, 1.0, 20);
+  BOOST_TEST(solution.status[0].item<int>() == 0);
+  BOOST_TEST(solution.status[1].item<int>() == static_cast<int>(SampleStatus::non_finite));
+  BOOST_TEST(solution.status[2].item<int>() == 0);
+  BOOST_TEST(std::isnan(solution.y[1][0].item<double>()));
+  BOOST_TEST(solution.y[0][0].item<double>() == reference.y[0][0].item<double>());
+  BOOST_TEST(solution.y[2][0].item<double>() == reference.y[2][0].item<double>());
+
+  IntegrateOptions limited;
+  limited.max_steps = 5;
+  FixedGrid grid(uniform_grid(0.0, 1.0, 20));
+  const auto stopped = integrate(field, *rk4, grid, clean, 0.0, 1.0, SaveAt{}, nullptr, limited);
+  BOOST_TEST((stopped.status == static_cast<int>(SampleStatus::max_steps)).all().item<bool>());
+  BOOST_TEST(stopped.stats.steps == 5);
+}
+
+BOOST_AUTO_TEST_CASE(solver_and_term_mismatches_are_input_errors) {
+  Riccati field;
+  OrnsteinUhlenbeck sde(1.0, 1.0);
+  auto rk4 = make_stepper("rk4");
+  auto em = make_stepper("em");
+  auto pc = make_stepper("pc");
+  const auto y0 = at::ones({2, 1}, f64);
+  FixedGrid grid(uniform_grid(0.0, 1.0, 4));
+  BOOST_CHECK_THROW(integrate(sde, *rk4, grid, y0, 0.0, 1.0, SaveAt{}, nullptr, IntegrateOptions{}), InputError);
+  BOOST_CHECK_THROW(integrate(field, *em, grid, y0, 0.0, 1.0, SaveAt{}, nullptr, IntegrateOptions{}), InputError);
+  BOOST_CHECK_THROW(pc->check_term(sde), InputError);   // pc needs a reverse SDE with a score model
+  BOOST_CHECK_THROW(make_stepper("dopri8"), InputError);
+  BOOST_CHECK_THROW(uniform_grid(0.0, 1.0, 0), InputError);
+  BOOST_CHECK_THROW(FixedGrid({0.0, 0.5, 0.4, 1.0}), InputError);
+}
+
+BOOST_AUTO_TEST_CASE(same_seed_same_numbers) {
+  OrnsteinUhlenbeck sde(1.0, 1.0);
+  auto em = make_stepper("em");
+  auto run = [&](uint64_t seed) {
+    auto generator = at::detail::createCPUGenerator(seed);
+    GridIncrements brownian(generator, 3);
+    IntegrateOptions options;
+    options.brownian = &brownian;
+    options.generator = generator;
+    FixedGrid grid(uniform_grid(0.0, 1.0, 10));
+    return integrate(sde, *em, grid, at::zeros({4, 3}, f64), 0.0, 1.0, SaveAt{}, nullptr, options).y;
+  };
+  BOOST_TEST(at::equal(run(3), run(3)));
+  BOOST_TEST(!at::equal(run(3), run(4)));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
