@@ -75,6 +75,7 @@ struct Solution {
   at::Tensor y;        // [B, D]
   at::Tensor status;   // [B] int32 (SampleStatus)
   at::Tensor steps;    // [B] int64 accepted steps per sample
+  at::Tensor nfe;      // [B] int64 model evaluations each sample took part in
   SolverStats stats;
   bool all_ok() const;
 };

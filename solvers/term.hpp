@@ -17,6 +17,10 @@ class Term {
   // Number of model (network / score) evaluations so far; each counts one batched call.
   int64_t evaluations() const { return evaluations_; }
   void reset_evaluations() const { evaluations_ = 0; }
+  // Solvers that evaluate a subset of the batch (per-sample adaptivity, dropped non-finite rows) say which
+  // rows before evaluating: index [b] int64 into the full batch given to the solver; undefined = all rows.
+  // Terms whose value depends on the sample's identity (fixed per-sample Hutchinson probes) use it.
+  virtual void bind_samples(const at::Tensor& index) const { (void)index; }
 
  protected:
   void count_evaluation() const { ++evaluations_; }
