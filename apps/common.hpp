@@ -40,5 +40,6 @@ int guarded(const std::function<int()>& body);
 using Runner = std::function<int()>;
 Runner add_sample_command(CLI::App& app);
 Runner add_info_command(CLI::App& app);
+Runner add_nll_command(CLI::App& app);
 
 }  // namespace sdeflow::app

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   {
     auto sample = add_sample_command(app);
     runners[app.get_subcommand("sample")] = sample;
+    auto nll = add_nll_command(app);
+    runners[app.get_subcommand("nll")] = nll;
     auto info = add_info_command(app);
     runners[app.get_subcommand("info")] = info;
   }

@@ -1,1 +1,155 @@
-// placeholder
+// Reading, validating and writing data files (io/data_file.hpp, docs/formats.md "Data files").
+#include "io/data_file.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "core/error.hpp"
+#include "io/h5.hpp"
+
+namespace sdeflow {
+
+namespace {
+
+constexpr const char* kDataFormat = "sdeflow.data";
+constexpr int64_t kDataVersion = 1;
+constexpr const char* kDataset = "data";
+// Largest magnitude up to which every integer has an exact float64 representation.
+constexpr int64_t kExactIntegerLimit = int64_t{1} << 53;
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// The first row (0-based) where `bad_rows` ([N] bool) is true, or -1.
+int64_t first_true(const at::Tensor& bad_rows) {
+  if (!bad_rows.any().item<bool>()) return -1;
+  return bad_rows.nonzero().min().item<int64_t>();
+}
+
+// Whether the file can be opened for reading at all; the error text otherwise (permissions, ...).
+std::string unreadable_reason(const std::string& path) {
+  std::FILE* handle = std::fopen(path.c_str(), "rb");
+  if (handle == nullptr) return std::strerror(errno);
+  std::fclose(handle);
+  return "";
+}
+
+DataFile read_and_check(const std::string& path, int64_t expected_dim) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw InputError(path + ": no such file");
+  if (!std::filesystem::is_directory(path, ec)) {
+    const std::string reason = unreadable_reason(path);
+    if (!reason.empty()) throw InputError(path + ": cannot read the file (" + reason + ")");
+  }
+  const h5::File file(path, h5::Mode::read);   // InputError for a directory or a non-HDF5 file
+  const std::string what = file.describe(kDataset);
+  if (!file.has(kDataset)) {
+    throw InputError(what + ": no such dataset (a data file holds its samples in /data, shape [N, D])");
+  }
+  const std::string type = file.dataset_type_name(kDataset);   // InputError if /data is a group
+  const bool is_float = type.rfind("float", 0) == 0;
+  const bool is_integer = type.rfind("int", 0) == 0 || type.rfind("uint", 0) == 0;
+  if (!is_float && !is_integer) {
+    throw InputError(what + ": expected numbers (float64, float32 or an integer type), got " + type);
+  }
+  if (type == "uint64") {
+    throw InputError(what + ": uint64 is not supported (float64 cannot hold every value exactly); store int64 or "
+                            "float64");
+  }
+  if (is_float && type != "float64" && type != "float32") {
+    throw InputError(what + ": expected float64 or float32, got " + type);
+  }
+
+  const std::vector<int64_t> shape = file.dataset_shape(kDataset);
+  if (shape.size() != 2) {
+    throw InputError(what + ": expected a 2-D dataset [N, D], got " +
+                     (shape.empty() ? std::string("a scalar") : "shape " + shape_text(shape) + " (" +
+                                                                    std::to_string(shape.size()) + "-D)"));
+  }
+  if (shape[0] == 0) throw InputError(what + ": no rows (shape " + shape_text(shape) + ")");
+  if (shape[1] == 0) throw InputError(what + ": rows have dimension 0 (shape " + shape_text(shape) + ")");
+  if (expected_dim >= 0 && shape[1] != expected_dim) {
+    throw InputError(what + ": rows have dimension " + std::to_string(shape[1]) + " but the model has dimension " +
+                     std::to_string(expected_dim));
+  }
+
+  const at::Tensor stored = file.read_tensor(kDataset);
+  if (stored.dim() != 2 || stored.size(0) != shape[0] || stored.size(1) != shape[1]) {
+    throw InputError(what + ": could not be read as shape " + shape_text(shape));
+  }
+  DataFile result;
+  result.source = path;
+  result.integer = !at::isFloatingType(stored.scalar_type());
+  if (result.integer) {
+    if (stored.scalar_type() == at::kLong) {
+      const int64_t row = first_true(stored.abs().gt(kExactIntegerLimit).any(1));
+      if (row >= 0) {
+        throw InputError(what + ": row " + std::to_string(row) +
+                         " holds an integer beyond 2^53, which float64 cannot represent exactly");
+      }
+    }
+  } else {
+    const int64_t row = first_true(at::isfinite(stored).logical_not().any(1));
+    if (row >= 0) throw InputError(what + ": row " + std::to_string(row) + " is not finite (NaN or Inf)");
+  }
+  result.data = stored.to(at::kDouble).contiguous();
+  return result;
+}
+
+}  // namespace
+
+DataFile load_data(const std::string& path, int64_t expected_dim) {
+  try {
+    return read_and_check(path, expected_dim);
+  } catch (const IoError& error) {
+    // The library could not open or read what looked like an HDF5 file (truncated, corrupt): for the
+    // caller this is a bad input file like any other.
+    throw InputError(error.what());
+  }
+}
+
+void save_data(const std::string& path, const at::Tensor& data) {
+  const std::string what = path + ":/" + kDataset;
+  if (data.dim() != 2) {
+    throw InputError(what + ": expected a 2-D tensor [N, D], got " + std::to_string(data.dim()) + " dimension(s)");
+  }
+  const at::ScalarType dtype = data.scalar_type();
+  const bool storable = dtype == at::kDouble || dtype == at::kFloat || dtype == at::kLong || dtype == at::kInt ||
+                        dtype == at::kShort || dtype == at::kChar || dtype == at::kByte || dtype == at::kBool;
+  if (!storable) {
+    throw InputError(what + ": cannot store tensors of type " + std::string(c10::toString(dtype)) +
+                     " (float64, float32 or an integer type)");
+  }
+
+  // A name unique to this process and call, next to the target so that the rename stays on one file system.
+  static std::atomic<uint64_t> counter{0};
+  const std::string temporary =
+      path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+  try {
+    {
+      h5::File file(temporary, h5::Mode::create);
+      file.set_attribute("format", kDataFormat);
+      file.set_attribute("version", kDataVersion);
+      file.write_tensor(kDataset, data, /*compress=*/true);
+      file.flush();
+    }   // closed before the rename
+    std::error_code ec;
+    std::filesystem::rename(temporary, path, ec);
+    if (ec) throw IoError(path + ": cannot move the written file into place (" + ec.message() + ")");
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+}
+
+}  // namespace sdeflow

@@ -590,6 +590,103 @@ void File::flush() const {
   if (H5Fflush(id(), H5F_SCOPE_GLOBAL) < 0) throw IoError(file() + ": cannot flush" + library_error());
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Extendible datasets
+
+namespace {
+constexpr size_t kExtendibleChunkBytes = size_t{1} << 20;   // chunks hold at most ~1 MiB (rows_per_chunk aside)
+}  // namespace
+
+Handle create_extendible(const Location& location, const std::string& name, at::ScalarType dtype,
+                         const std::vector<int64_t>& row_shape, int64_t rows_per_chunk) {
+  const std::optional<WriteType> types = write_type_for(dtype);
+  if (!types) {
+    throw InputError(location.describe(name) + ": cannot store tensors of type " + std::string(c10::toString(dtype)));
+  }
+  std::vector<hsize_t> dims{0};
+  std::vector<hsize_t> maxdims{H5S_UNLIMITED};
+  std::vector<hsize_t> chunk{static_cast<hsize_t>(std::max<int64_t>(rows_per_chunk, 1))};
+  size_t bytes = c10::elementSize(dtype);
+  for (int64_t extent64 : row_shape) {
+    const hsize_t extent = static_cast<hsize_t>(std::max<int64_t>(extent64, 0));
+    dims.push_back(extent);
+    // An empty axis cannot have a chunk extent within its maximum, so it is made unlimited too.
+    maxdims.push_back(extent == 0 ? H5S_UNLIMITED : extent);
+    chunk.push_back(std::max<hsize_t>(extent, 1));
+    bytes *= chunk.back();
+  }
+  // The first axis keeps rows_per_chunk; the others are shortened, leading first, down to the byte budget.
+  for (size_t i = 1; i < chunk.size() && bytes > kExtendibleChunkBytes; ++i) {
+    const size_t inner = bytes / chunk[i];
+    chunk[i] = std::max<hsize_t>(1, kExtendibleChunkBytes / inner);
+    bytes = inner * chunk[i];
+  }
+  QuietErrors quiet;
+  Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()));
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  if (!space.valid() || !dcpl.valid() || H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
+      H5Pset_deflate(dcpl.get(), 4) < 0) {
+    throw IoError(location.describe(name) + ": cannot set up an extendible dataset" + library_error());
+  }
+  Handle dataset(
+      H5Dcreate2(location.id(), name.c_str(), types->file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  if (!dataset.valid()) throw IoError(location.describe(name) + ": cannot create dataset" + library_error());
+  return dataset;
+}
+
+void write_rows(const Handle& dataset, const std::string& what, int64_t first_row, const at::Tensor& rows) {
+  if (!dataset.valid()) throw IoError(what + ": the dataset is not open");
+  if (first_row < 0) throw IoError(what + ": negative first row " + std::to_string(first_row));
+  std::optional<ReadType> stored;
+  std::vector<hsize_t> dims;
+  {
+    QuietErrors quiet;
+    Handle type(H5Dget_type(dataset.get()));
+    if (type.valid()) stored = read_type_for(type.get());
+    Handle space(H5Dget_space(dataset.get()));
+    const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+    if (rank < 1) throw IoError(what + ": cannot read the dataset's extent");
+    dims.resize(static_cast<size_t>(rank));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  }
+  if (!stored) throw IoError(what + ": cannot determine the dataset's element type");
+
+  // The rows must be [k, row_shape...] with the dataset's row shape.
+  bool matches = rows.dim() == static_cast<int64_t>(dims.size());
+  for (size_t i = 1; matches && i < dims.size(); ++i) {
+    matches = rows.size(static_cast<int64_t>(i)) == static_cast<int64_t>(dims[i]);
+  }
+  if (!matches) {
+    std::vector<int64_t> expected(dims.begin(), dims.end());
+    expected[0] = -1;
+    throw InputError(what + ": expected rows of shape " + shape_string(expected) + ", got " +
+                     shape_string(rows.sizes().vec()));
+  }
+  const at::Tensor data = rows.to(at::kCPU).to(stored->dtype).contiguous();
+
+  QuietErrors quiet;
+  dims[0] = static_cast<hsize_t>(first_row + rows.size(0));
+  if (H5Dset_extent(dataset.get(), dims.data()) < 0) {
+    throw IoError(what + ": cannot extend the dataset" + library_error());
+  }
+  if (data.numel() == 0) return;
+
+  Handle file_space(H5Dget_space(dataset.get()));
+  std::vector<hsize_t> start(dims.size(), 0);
+  std::vector<hsize_t> count = dims;
+  start[0] = static_cast<hsize_t>(first_row);
+  count[0] = static_cast<hsize_t>(rows.size(0));
+  if (!file_space.valid() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0) {
+    throw IoError(what + ": cannot select the new rows" + library_error());
+  }
+  Handle memory_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+  if (H5Dwrite(dataset.get(), stored->memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT,
+               data.data_ptr()) < 0) {
+    throw IoError(what + ": cannot write the new rows" + library_error());
+  }
+}
+
 void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 }  // namespace sdeflow::h5

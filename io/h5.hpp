@@ -88,6 +88,20 @@ class File : public Location {
   void flush() const;   // H5Fflush(global): what is written so far survives a kill
 };
 
+// Extendible datasets: the row-by-row append used by the writers that flush as they go (sample
+// trajectories, NLL results; docs/formats.md). Creates dataset `name` in `location` with shape
+// [0, row_shape...] and max shape [unlimited, row_shape...] (an axis of row_shape that is 0 is unlimited
+// too: HDF5 needs a positive chunk extent within the maximum), chunked [rows_per_chunk, row_shape...] with
+// the row_shape axes shortened, leading first, until a chunk holds at most 1 MiB, and deflate level 4.
+// `dtype` picks the stored (little-endian) type: float64, float32, int64, int32, int16, int8 or uint8.
+Handle create_extendible(const Location& location, const std::string& name, at::ScalarType dtype,
+                         const std::vector<int64_t>& row_shape, int64_t rows_per_chunk);
+// Sets the first-axis extent of the extendible `dataset` to first_row + k and writes `rows` ([k, row_shape...],
+// any device and dtype, converted to the stored type) as its rows first_row .. first_row + k - 1. Writing at
+// the current length appends; writing again at the same first_row after a failure redoes the same rows.
+// `what` names the dataset in messages ("file.h5:/group/name").
+void write_rows(const Handle& dataset, const std::string& what, int64_t first_row, const at::Tensor& rows);
+
 // Silences HDF5's own error stack printing for the lifetime of the process (errors become exceptions).
 void silence_library_errors();
 

@@ -4,7 +4,6 @@
 // killed between saves leaves a file holding every completed save (and `complete = 0`).
 #include "io/trajectory.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -18,29 +17,6 @@ namespace {
 
 constexpr const char* kFormat = "sdeflow.samples";
 constexpr int64_t kVersion = 1;
-constexpr int kDeflateLevel = 4;
-constexpr size_t kChunkBytes = size_t{1} << 20;   // trajectory chunks hold at most ~1 MiB
-
-// Quiet HDF5 for calls whose failure becomes an IoError here.
-class QuietErrors {
- public:
-  QuietErrors() {
-    if (H5Eget_auto2(H5E_DEFAULT, &func_, &data_) >= 0) {
-      saved_ = true;
-      H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    }
-  }
-  ~QuietErrors() {
-    if (saved_) H5Eset_auto2(H5E_DEFAULT, func_, data_);
-  }
-  QuietErrors(const QuietErrors&) = delete;
-  QuietErrors& operator=(const QuietErrors&) = delete;
-
- private:
-  H5E_auto2_t func_ = nullptr;
-  void* data_ = nullptr;
-  bool saved_ = false;
-};
 
 // Test hook: the number of saves after which the process kills itself (0: never). See on_save.
 int64_t kill_after_saves() {
@@ -51,69 +27,6 @@ int64_t kill_after_saves() {
   const long long parsed = std::strtoll(value, &end, 10);
   if (errno != 0 || end == value || *end != '\0' || parsed <= 0) return 0;
   return parsed;
-}
-
-// Creates a chunked, deflate-compressed dataset of shape [0, rest...] that is unlimited along the first
-// axis, with chunks of `first_chunk` saves ([first_chunk, rest...]), reduced along the leading remaining
-// axes when one save is larger than kChunkBytes.
-h5::Handle create_extendible(const h5::Location& group, const std::string& name, hid_t file_type,
-                             size_t element_size, const std::vector<hsize_t>& rest, hsize_t first_chunk) {
-  std::vector<hsize_t> dims{0};
-  std::vector<hsize_t> maxdims{H5S_UNLIMITED};
-  std::vector<hsize_t> chunk{first_chunk};
-  size_t bytes = element_size;
-  for (hsize_t extent : rest) {
-    dims.push_back(extent);
-    // An empty axis cannot have a chunk extent within its maximum, so it is made unlimited too.
-    maxdims.push_back(extent == 0 ? H5S_UNLIMITED : extent);
-    chunk.push_back(std::max<hsize_t>(extent, 1));
-    bytes *= chunk.back();
-  }
-  for (size_t i = 1; i < chunk.size() && bytes > kChunkBytes; ++i) {
-    const size_t inner = bytes / chunk[i];
-    chunk[i] = std::max<hsize_t>(1, kChunkBytes / inner);
-    bytes = inner * chunk[i];
-  }
-  QuietErrors quiet;
-  h5::Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), maxdims.data()));
-  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
-  if (!space.valid() || !dcpl.valid() || H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) < 0 ||
-      H5Pset_deflate(dcpl.get(), kDeflateLevel) < 0) {
-    throw IoError(group.describe(name) + ": cannot set up an extendible dataset");
-  }
-  h5::Handle dataset(H5Dcreate2(group.id(), name.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
-  if (!dataset.valid()) throw IoError(group.describe(name) + ": cannot create dataset");
-  return dataset;
-}
-
-// Grows `dataset` to `rows` along its first axis and writes `data` (one row of `row_elements` values of
-// `memory_type`) as row rows - 1.
-void append_row(const h5::Handle& dataset, const std::string& what, hsize_t rows, hid_t memory_type,
-                const void* data) {
-  QuietErrors quiet;
-  h5::Handle old_space(H5Dget_space(dataset.get()));
-  const int rank = H5Sget_simple_extent_ndims(old_space.get());
-  if (rank < 1) throw IoError(what + ": cannot read the dataset's extent");
-  std::vector<hsize_t> dims(static_cast<size_t>(rank));
-  H5Sget_simple_extent_dims(old_space.get(), dims.data(), nullptr);
-  dims[0] = rows;
-  if (H5Dset_extent(dataset.get(), dims.data()) < 0) throw IoError(what + ": cannot extend the dataset");
-
-  h5::Handle file_space(H5Dget_space(dataset.get()));
-  std::vector<hsize_t> start(dims.size(), 0);
-  std::vector<hsize_t> count = dims;
-  start[0] = rows - 1;
-  count[0] = 1;
-  hsize_t elements = 1;
-  for (hsize_t c : count) elements *= c;
-  if (elements == 0) return;
-  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0) {
-    throw IoError(what + ": cannot select the new row");
-  }
-  h5::Handle memory_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
-  if (H5Dwrite(dataset.get(), memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, data) < 0) {
-    throw IoError(what + ": cannot write the new row");
-  }
 }
 
 }  // namespace
@@ -148,11 +61,9 @@ void SampleFileWriter::create_trajectory(const at::Tensor& x) {
   dtype_ = x.scalar_type();
   trajectory_ = std::make_unique<h5::Location>(file_->create_group("trajectory"));
   // t: 512 times per chunk (one 8-byte value per chunk would be mostly overhead); x: one save per chunk.
-  t_dataset_ = create_extendible(*trajectory_, "t", H5T_IEEE_F64LE, sizeof(double), {}, 512);
-  const bool is_double = dtype_ == at::kDouble;
-  x_dataset_ = create_extendible(*trajectory_, "x", is_double ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
-                                 is_double ? sizeof(double) : sizeof(float),
-                                 {static_cast<hsize_t>(n_), static_cast<hsize_t>(d_)}, 1);
+  // (h5::create_extendible shortens x's chunk along N, then D, when one save is larger than 1 MiB.)
+  t_dataset_ = h5::create_extendible(*trajectory_, "t", at::kDouble, {}, 512);
+  x_dataset_ = h5::create_extendible(*trajectory_, "x", dtype_ == at::kDouble ? at::kDouble : at::kFloat, {n_, d_}, 1);
 }
 
 void SampleFileWriter::on_save(const at::Tensor& t, const at::Tensor& x) {
@@ -178,10 +89,9 @@ void SampleFileWriter::on_save(const at::Tensor& t, const at::Tensor& x) {
   const at::Tensor times = t.reshape({-1});
   const double time = times.numel() > 0 ? times[0].item<double>() : std::numeric_limits<double>::quiet_NaN();
 
-  const hsize_t rows = static_cast<hsize_t>(saves_ + 1);
-  append_row(t_dataset_, trajectory_->describe("t"), rows, H5T_NATIVE_DOUBLE, &time);
-  append_row(x_dataset_, trajectory_->describe("x"), rows, dtype_ == at::kDouble ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT,
-             state.data_ptr());
+  // Row `saves_` of both datasets (extending them by one); a failed save is redone at the same row.
+  h5::write_rows(t_dataset_, trajectory_->describe("t"), saves_, at::full({1}, time, at::dtype(at::kDouble)));
+  h5::write_rows(x_dataset_, trajectory_->describe("x"), saves_, state.unsqueeze(0));
   ++saves_;
   trajectory_->set_attribute("saves", saves_);
   file_->flush();

@@ -56,6 +56,8 @@ GaussianMixture::GaussianMixture(const at::Tensor& weights, const at::Tensor& me
   }
   eigenvalues_ = values.contiguous();
   eigenvectors_ = vectors.contiguous();
+  stacked_vectors_ = eigenvectors_.permute({1, 0, 2}).reshape({d, k * d}).contiguous();
+  projected_means_ = at::matmul(eigenvectors_.transpose(1, 2), means_.unsqueeze(2)).squeeze(2).contiguous();
 }
 
 at::Tensor GaussianMixture::mean() const { return (weights_.unsqueeze(1) * means_).sum(0); }
@@ -70,30 +72,48 @@ at::Tensor GaussianMixture::covariance() const {
 GaussianMixture::Evaluation GaussianMixture::evaluate(const at::Tensor& x, const at::Tensor& alpha,
                                                       const at::Tensor& sigma, bool with_laplacian) const {
   require_state(x, dim(), "gmm: state");
+  const int64_t b = x.size(0), k = components(), d = dim();
   const auto options = x.options();
-  const auto means = means_.to(options);
   const auto lambda = eigenvalues_.to(options);
-  const auto vectors = eigenvectors_.to(options);
+  const auto stacked = stacked_vectors_.to(options);
   const auto log_w = at::log(weights_.to(options));
-  const auto a = alpha.to(options).reshape({-1, 1, 1});
-  const auto s = sigma.to(options).reshape({-1, 1, 1});
-
-  const auto diff = x.unsqueeze(1) - a * means.unsqueeze(0);                  // [B, K, D]
-  const auto projected = at::einsum("bkd,kde->bke", {diff, vectors});        // U_k^T (x - m_k)
-  const auto variance = a * a * lambda.unsqueeze(0) + s * s;                 // [B, K, D]
-  const auto whitened = projected / variance;
-  const auto quad = (projected * whitened).sum(2);                           // [B, K]
-  const auto log_det = at::log(variance).sum(2);
-  const auto log_component = -0.5 * (static_cast<double>(dim()) * kLog2Pi + log_det + quad);
-  const auto joint = log_w.unsqueeze(0) + log_component;
+  // In the eigenbasis of component k: p_k = U_k^T (x - alpha mu_k) = U_k^T x - alpha U_k^T mu_k, all k at
+  // once with one matrix product; C_k = U_k diag(alpha^2 lambda_k + sigma^2) U_k^T.
+  const auto projected = at::matmul(x, stacked).view({b, k, d}) -
+                         alpha.to(options).view({-1, 1, 1}) * projected_means_.to(options).unsqueeze(0);   // [B, K, D]
+  // When every row shares one time (shared-step solvers, the first step of all) the variances are [K, D]:
+  // their logarithms and reciprocals are computed once instead of per row.
+  const bool one_time = alpha.numel() == 1 || (b > 1 && at::equal(alpha, alpha.narrow(0, 0, 1).expand_as(alpha)) &&
+                                               at::equal(sigma, sigma.narrow(0, 0, 1).expand_as(sigma)));
+  at::Tensor inverse, log_det, trace;   // 1 / variance [.., K, D]; sum log variance, sum 1 / variance [.., K]
+  if (one_time) {
+    const auto a = alpha.reshape({-1})[0].to(options);
+    const auto s = sigma.reshape({-1})[0].to(options);
+    const auto variance = a * a * lambda + s * s;   // [K, D]
+    inverse = variance.reciprocal();
+    log_det = at::log(variance).sum(1);
+    trace = inverse.sum(1);
+  } else {
+    const auto a = alpha.to(options).view({-1, 1, 1});
+    const auto s = sigma.to(options).view({-1, 1, 1});
+    const auto variance = a * a * lambda.unsqueeze(0) + s * s;   // [B, K, D]
+    inverse = variance.reciprocal();
+    log_det = at::log(variance).sum(2);
+    trace = inverse.sum(2);
+  }
+  const auto whitened = projected * inverse;          // C_k^{-1} (x - m_k) in the eigenbasis
+  const auto quad = (projected * whitened).sum(2);    // [B, K]
+  const auto joint = log_w.unsqueeze(0) - 0.5 * (static_cast<double>(d) * kLog2Pi + log_det + quad);
   Evaluation result;
   result.log_prob = at::logsumexp(joint, 1);
-  result.responsibilities = at::softmax(joint, 1);
-  const auto component_scores = -at::einsum("bke,kde->bkd", {whitened, vectors});   // [B, K, D]
-  result.score = (result.responsibilities.unsqueeze(2) * component_scores).sum(1);
+  result.responsibilities = at::exp(joint - result.log_prob.unsqueeze(1));
+  // score = sum_k r_k (-C_k^{-1} (x - m_k)) = -sum_k U_k (r_k whitened_k): one matrix product.
+  const auto weighted = (result.responsibilities.unsqueeze(2) * whitened).view({b, k * d});
+  result.score = -at::matmul(weighted, stacked.t());
   if (with_laplacian) {
-    // Laplacian of log sum_k w_k N_k = sum_k r_k (tr H_k + |g_k|^2) - |sum_k r_k g_k|^2, tr H_k = -tr C_k^{-1}.
-    const auto per_component = -(1.0 / variance).sum(2) + component_scores.pow(2).sum(2);
+    // Laplacian of log sum_k w_k N_k = sum_k r_k (|g_k|^2 - tr C_k^{-1}) - |sum_k r_k g_k|^2 with
+    // g_k = -C_k^{-1} (x - m_k); |g_k| is the norm of `whitened` (U_k is orthogonal).
+    const auto per_component = whitened.pow(2).sum(2) - trace;
     result.laplacian = (result.responsibilities * per_component).sum(1) - result.score.pow(2).sum(1);
   }
   return result;
@@ -124,6 +144,12 @@ at::Tensor GaussianMixtureScore::score(const at::Tensor& x, const at::Tensor& t)
 
 at::Tensor GaussianMixtureScore::log_prob(const at::Tensor& x, const at::Tensor& t) const {
   return mixture_->evaluate(x, process_->alpha(t), process_->sigma(t)).log_prob;
+}
+
+std::pair<at::Tensor, at::Tensor> GaussianMixtureScore::score_and_divergence(const at::Tensor& x,
+                                                                             const at::Tensor& t) const {
+  auto e = mixture_->evaluate(x, process_->alpha(t), process_->sigma(t), true);
+  return {e.score, e.laplacian};
 }
 
 at::Tensor GaussianMixtureScore::laplacian_log_prob(const at::Tensor& x, const at::Tensor& t) const {

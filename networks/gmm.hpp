@@ -48,6 +48,8 @@ class GaussianMixture {
   at::Tensor weights_, means_, covariances_;
   at::Tensor eigenvalues_;   // [K, D]   Sigma_k = U_k diag(lambda_k) U_k^T
   at::Tensor eigenvectors_;  // [K, D, D]
+  at::Tensor stacked_vectors_;    // [D, K D]: columns k D .. k D + D - 1 hold U_k, so x U gives every U_k^T x
+  at::Tensor projected_means_;    // [K, D] U_k^T mu_k
 };
 
 // The mixture's exact score under a linear process: a ScoreModel usable by every solver.
@@ -59,6 +61,10 @@ class GaussianMixtureScore : public ScoreModel {
   int64_t dim() const override { return mixture_->dim(); }
   at::Tensor log_prob(const at::Tensor& x, const at::Tensor& t) const;            // log p_t(x), [B]
   at::Tensor laplacian_log_prob(const at::Tensor& x, const at::Tensor& t) const;  // [B]
+  bool has_score_divergence() const override { return true; }
+  std::pair<at::Tensor, at::Tensor> score_and_divergence(const at::Tensor& x, const at::Tensor& t) const override;
+  bool has_log_prob() const override { return true; }
+  at::Tensor marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const override { return log_prob(x, t); }
   const GaussianMixture& mixture() const { return *mixture_; }
   const LinearProcess& process() const { return *process_; }
 

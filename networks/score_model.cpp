@@ -8,6 +8,16 @@
 
 namespace sdeflow {
 
+std::pair<at::Tensor, at::Tensor> ScoreModel::score_and_divergence(const at::Tensor& x, const at::Tensor& t) const {
+  (void)x; (void)t;
+  throw InputError("this score model has no closed-form divergence (use an exact or Hutchinson trace)");
+}
+
+at::Tensor ScoreModel::marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const {
+  (void)x; (void)t;
+  throw InputError("this score model has no closed-form marginal density (use the standard prior)");
+}
+
 Parameterisation parse_parameterisation(const std::string& name) {
   if (name == "score") return Parameterisation::score;
   if (name == "noise" || name == "eps") return Parameterisation::noise;

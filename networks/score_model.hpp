@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace sdeflow {
 
@@ -17,6 +18,13 @@ class ScoreModel {
   virtual ~ScoreModel() = default;
   virtual at::Tensor score(const at::Tensor& x, const at::Tensor& t) const = 0;   // [B, D]
   virtual int64_t dim() const = 0;
+  // Closed forms that analytic models (the exact Gaussian mixture) have and networks do not.
+  // The score and its divergence (the Laplacian of log p_t, [B]) from one evaluation.
+  virtual bool has_score_divergence() const { return false; }
+  virtual std::pair<at::Tensor, at::Tensor> score_and_divergence(const at::Tensor& x, const at::Tensor& t) const;
+  // log p_t(x) of the model's own marginal ([B]); used as the exact terminal density (--prior exact).
+  virtual bool has_log_prob() const { return false; }
+  virtual at::Tensor marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const;
 };
 
 enum class Parameterisation { score, noise, data };

@@ -29,6 +29,10 @@ void check_range(const TimeRange& range, const std::string& process) {
 
 LinearProcess::LinearProcess(TimeRange range) : range_(range) {}
 
+std::optional<at::Tensor> LinearProcess::drift_divergence(const at::Tensor& x, const at::Tensor& t) const {
+  return static_cast<double>(x.size(1)) * drift_coefficient(t).expand({x.size(0)});
+}
+
 at::Tensor LinearProcess::drift(const at::Tensor& x, const at::Tensor& t) const {
   return per_sample(drift_coefficient(t)) * x;
 }

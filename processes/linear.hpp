@@ -27,6 +27,7 @@ class LinearProcess : public Process {
   at::Tensor log_snr(const at::Tensor& t) const { return at::log(alpha(t)) - at::log(sigma(t)); }
 
   at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const override;
+  std::optional<at::Tensor> drift_divergence(const at::Tensor& x, const at::Tensor& t) const override;
   Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const override;
   std::optional<Gaussian> marginal(const at::Tensor& x0, const at::Tensor& t) const override;
   // Exact transition from t - dt to t (the DDPM / SMLD ancestral discretisation in closed form).

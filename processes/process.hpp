@@ -49,6 +49,11 @@ class Process {
   // div_x (G G^T)(x, t) row by row, [B, D]; zero unless state_dependent_diffusion().
   virtual at::Tensor diffusion_divergence(const at::Tensor& x, const at::Tensor& t) const;
 
+  // div_x f(x, t) ([B]) where it has a closed form (linear drift: D f(t)); the analytic trace needs it.
+  virtual std::optional<at::Tensor> drift_divergence(const at::Tensor& x, const at::Tensor& t) const {
+    (void)x; (void)t;
+    return std::nullopt;
+  }
   // p_{0t}(x_t | x_0) where it has a closed form.
   virtual std::optional<Gaussian> marginal(const at::Tensor& x0, const at::Tensor& t) const {
     (void)x0; (void)t;

@@ -2,6 +2,8 @@
 // (docs/processes.md, "Reverse-time SDE and probability flow").
 #include "processes/reverse.hpp"
 
+#include "core/error.hpp"
+
 namespace sdeflow {
 
 ReverseSde::ReverseSde(std::shared_ptr<const Process> process, std::shared_ptr<const ScoreModel> model)
@@ -41,6 +43,28 @@ at::Tensor ProbabilityFlow::operator()(const at::Tensor& t, const at::Tensor& y)
   auto result = process_->drift(y, t) - 0.5 * g.apply_squared(model_->score(y, t));
   if (process_->state_dependent_diffusion()) result = result - 0.5 * process_->diffusion_divergence(y, t);
   return result;
+}
+
+bool ProbabilityFlow::has_analytic_divergence() const {
+  return model_->has_score_divergence() && !process_->state_dependent_diffusion();
+}
+
+std::pair<at::Tensor, at::Tensor> ProbabilityFlow::value_and_divergence(const at::Tensor& t, const at::Tensor& y) const {
+  if (!has_analytic_divergence()) {
+    throw InputError("the analytic trace needs a model with a closed-form score divergence and a state-independent "
+                     "diffusion; use --trace exact or hutchinson-*");
+  }
+  const auto g = process_->diffusion(y, t);
+  const auto drift_divergence = process_->drift_divergence(y, t);
+  if (g.kind != Diffusion::Kind::scalar || !drift_divergence) {
+    throw InputError("the analytic trace needs a scalar diffusion and a drift with a known divergence");
+  }
+  count_evaluation();
+  const auto [score, laplacian] = model_->score_and_divergence(y, t);
+  const auto g2 = g.value.pow(2).reshape({-1});   // [B]
+  auto value = process_->drift(y, t) - 0.5 * g.apply_squared(score);
+  auto divergence = *drift_divergence - 0.5 * g2 * laplacian;
+  return {value, divergence};
 }
 
 }  // namespace sdeflow

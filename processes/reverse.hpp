@@ -33,6 +33,12 @@ class ProbabilityFlow : public VectorField {
   std::string describe() const override;
   at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override;
   const Process& process() const { return *process_; }
+  const ScoreModel& model() const { return *model_; }
+  // div_y v in closed form: div f - 1/2 g^2 div s, for a state-independent scalar G, a drift whose divergence
+  // the process knows and a model with score_and_divergence().
+  bool has_analytic_divergence() const;
+  // v and div v ([B, D], [B]) from one counted evaluation; InputError unless has_analytic_divergence().
+  std::pair<at::Tensor, at::Tensor> value_and_divergence(const at::Tensor& t, const at::Tensor& y) const;
 
  private:
   std::shared_ptr<const Process> process_;

@@ -18,26 +18,38 @@ const char* to_string(SampleStatus status);
 
 class StepController {
  public:
+  struct Start {
+    at::Tensor dt;   // [B] signed first step
+    at::Tensor f0;   // [B, D] v(t0, y0) if the controller evaluated it (seeds FSAL steppers); may be undefined
+  };
   struct Decision {
     at::Tensor accept;    // [B] bool
     at::Tensor next_dt;   // [B] signed
+    at::Tensor state;     // [B] the controller's per-sample memory after this step (e.g. the last error norm)
   };
   virtual ~StepController() = default;
-  virtual at::Tensor initial_dt(const at::Tensor& t0, double t1, const at::Tensor& y0) = 0;   // [B] signed
-  virtual Decision decide(const at::Tensor& t, const at::Tensor& dt, const at::Tensor& y,
-                          const StepResult& result, const Stepper& stepper) = 0;
+  virtual Start start(const Term& term, const Stepper& stepper, const at::Tensor& t0, double t1,
+                      const at::Tensor& y0) = 0;
+  // `state` is this controller's per-sample memory for the rows being stepped ([B], initially 1).
+  virtual Decision decide(const at::Tensor& t, const at::Tensor& dt, const at::Tensor& y, const StepResult& result,
+                          const Stepper& stepper, const at::Tensor& state) = 0;
   // True when every sample walks the same grid in lockstep (fixed steps): saving every K steps needs it.
   virtual bool lockstep() const { return false; }
+  // Fixed grids fail a sample whose step is not finite; adaptive controllers reject the step and shrink it.
+  virtual bool retries_non_finite() const { return !lockstep(); }
+  virtual int64_t expected_steps() const { return 0; }   // for progress bars; 0 when unknown
 };
 
 // Constant steps on a given grid t_0, t_1, ..., t_N (increasing or decreasing).
 class FixedGrid : public StepController {
  public:
   explicit FixedGrid(std::vector<double> grid);
-  at::Tensor initial_dt(const at::Tensor& t0, double t1, const at::Tensor& y0) override;
+  Start start(const Term& term, const Stepper& stepper, const at::Tensor& t0, double t1,
+              const at::Tensor& y0) override;
   Decision decide(const at::Tensor& t, const at::Tensor& dt, const at::Tensor& y, const StepResult& result,
-                  const Stepper& stepper) override;
+                  const Stepper& stepper, const at::Tensor& state) override;
   bool lockstep() const override { return true; }
+  int64_t expected_steps() const override { return steps(); }
   int64_t steps() const { return static_cast<int64_t>(grid_.size()) - 1; }
   const std::vector<double>& grid() const { return grid_; }
 
@@ -53,6 +65,9 @@ struct SaveAt {
   bool t0 = false;            // save the initial state
   int64_t every_steps = 0;    // save after every K-th step (lockstep controllers only); 0: never
   bool t1 = false;            // save the final state (always, even if not a multiple of K)
+  // Save at these times (strictly between t0 and t1, in integration order) by the stepper's dense output;
+  // each is reported once every sample has passed it.
+  std::vector<double> times;
 };
 
 struct IntegrateOptions {

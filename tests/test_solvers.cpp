@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "support.hpp"
 #include "solvers/integrate.hpp"
 #include "solvers/registry.hpp"
 
@@ -47,18 +48,6 @@ class OrnsteinUhlenbeck : public SdeTerm {
   double theta_, sigma_;
 };
 
-// Least-squares slope of log(error) against log(h).
-double fitted_order(const std::vector<double>& h, const std::vector<double>& error) {
-  double mx = 0, my = 0;
-  for (size_t i = 0; i < h.size(); ++i) mx += std::log(h[i]) / h.size(), my += std::log(error[i]) / h.size();
-  double sxy = 0, sxx = 0;
-  for (size_t i = 0; i < h.size(); ++i) {
-    sxy += (std::log(h[i]) - mx) * (std::log(error[i]) - my);
-    sxx += std::pow(std::log(h[i]) - mx, 2);
-  }
-  return sxy / sxx;
-}
-
 Solution solve_ode(Stepper& stepper, const VectorField& field, const at::Tensor& y0, double t0, double t1, int64_t steps) {
   FixedGrid grid(uniform_grid(t0, t1, steps));
   return integrate(field, stepper, grid, y0, t0, t1, SaveAt{}, nullptr, IntegrateOptions{});
@@ -84,7 +73,7 @@ BOOST_AUTO_TEST_CASE(ode_solvers_reach_their_order) {
       h.push_back(t1 / steps);
       error.push_back((solution.y - exact).abs().max().item<double>());
     }
-    const double measured = fitted_order(h, error);
+    const double measured = sdeflow::test::log_log_slope(h, error);
     BOOST_TEST_MESSAGE(name << ": measured order " << measured);
     BOOST_TEST(std::abs(measured - order) <= 0.2, name << " order " << measured);
   }
@@ -128,7 +117,7 @@ BOOST_AUTO_TEST_CASE(euler_maruyama_weak_order_one_on_ornstein_uhlenbeck) {
     h.push_back(step);
     error.push_back(std::abs(estimate - exact));
   }
-  const double measured = fitted_order(h, error);
+  const double measured = sdeflow::test::log_log_slope(h, error);
   BOOST_TEST_MESSAGE("Euler-Maruyama weak order " << measured);
   BOOST_TEST(std::abs(measured - 1.0) <= 0.2);
 }
