@@ -162,7 +162,6 @@ BOOST_AUTO_TEST_CASE(per_sample_and_shared_agree_and_per_sample_is_cheaper_on_mi
 BOOST_AUTO_TEST_CASE(failing_samples_get_status_and_nan) {
   const auto problem = make_problem("vp", 2, 6, 9);
   for (const std::string solver : {"dopri5", "dopri5-shared", "cvode-adams", "arkode-dp"}) {
-    const auto clean = run(problem, solver, 1e-6, TraceMethod::exact);
     auto x = problem.x.clone();
     x[2][1] = std::nan("");
     const auto dirty = run(problem, solver, 1e-6, TraceMethod::exact, PriorKind::exact, 1e-8, 0, 1, x);
@@ -170,11 +169,14 @@ BOOST_AUTO_TEST_CASE(failing_samples_get_status_and_nan) {
     BOOST_TEST(std::isnan(dirty.nll[2].item<double>()));
     const auto keep = at::tensor({0, 1, 3, 4, 5}, at::kLong);
     BOOST_TEST((dirty.status.index_select(0, keep) == 0).all().item<bool>());
-    if (solver == "dopri5" || solver.rfind("cvode", 0) == 0 || solver.rfind("arkode", 0) == 0) {
-      // Per-sample, and SUNDIALS (the NaN row is left out of the system): bit-identical to the clean run.
+    // The NaN row never enters the computation: the others are bit-identical to a run without that row
+    // (for the per-sample solver also to a run of the whole clean batch, each row being its own problem).
+    const auto without = run(problem, solver, 1e-6, TraceMethod::exact, PriorKind::exact, 1e-8, 0, 1,
+                             problem.x.index_select(0, keep));
+    BOOST_TEST(at::equal(dirty.nll.index_select(0, keep), without.nll), solver);
+    if (solver == "dopri5") {
+      const auto clean = run(problem, solver, 1e-6, TraceMethod::exact);
       BOOST_TEST(at::equal(dirty.nll.index_select(0, keep), clean.nll.index_select(0, keep)), solver);
-    } else {
-      BOOST_TEST((dirty.nll.index_select(0, keep) - clean.nll.index_select(0, keep)).abs().max().item<double>() <= 1e-4);
     }
     LikelihoodOptions options;
     options.ode.solver = solver;
