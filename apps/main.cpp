@@ -8,12 +8,14 @@
 #include <vector>
 
 #include "apps/common.hpp"
+#include "core/device.hpp"
 #include "io/h5.hpp"
 #include "sdeflow_version.hpp"
 
 int main(int argc, char** argv) {
   using namespace sdeflow::app;
   sdeflow::h5::silence_library_errors();
+  sdeflow::keep_freed_memory_for_reuse();
   set_command_line(command_line(argc, argv));
 
   CLI::App app{"sdeflow " SDEFLOW_VERSION ": diffusion generative models as SDE/ODE systems"};

@@ -1,6 +1,10 @@
 // Device, dtype and generator helpers.
 #include "core/device.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -49,6 +53,13 @@ at::Generator make_generator(const at::Device& device, uint64_t seed) {
                                              : at::detail::createCPUGenerator(seed);
   generator.set_current_seed(seed);
   return generator;
+}
+
+void keep_freed_memory_for_reuse() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 }  // namespace sdeflow
