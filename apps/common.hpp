@@ -41,5 +41,6 @@ using Runner = std::function<int()>;
 Runner add_sample_command(CLI::App& app);
 Runner add_info_command(CLI::App& app);
 Runner add_nll_command(CLI::App& app);
+Runner add_robustness_command(CLI::App& app);
 
 }  // namespace sdeflow::app

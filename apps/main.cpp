@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("sample")] = sample;
     auto nll = add_nll_command(app);
     runners[app.get_subcommand("nll")] = nll;
+    auto robustness = add_robustness_command(app);
+    runners[app.get_subcommand("robustness")] = robustness;
     auto info = add_info_command(app);
     runners[app.get_subcommand("info")] = info;
   }

@@ -2,6 +2,8 @@
 // errors that name the file and object.
 #include <boost/test/unit_test.hpp>
 
+#include <cstdio>
+
 #include <torch/torch.h>
 
 #include <sys/wait.h>
@@ -22,6 +24,13 @@ namespace h5 = sdeflow::h5;
 using sdeflow::InputError;
 
 namespace {
+
+// "t<i>_<j>" (snprintf: GCC 12 warns falsely about std::string concatenation here).
+std::string dataset_name(size_t i, size_t j) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "t%zu_%zu", i, j);
+  return buffer;
+}
 
 // Asserts that `body` throws InputError whose message contains every string of `parts`.
 template <typename Body>
@@ -63,7 +72,7 @@ BOOST_AUTO_TEST_CASE(tensor_round_trip_every_dtype_and_shape) {
     h5::File file(path, h5::Mode::create);
     for (size_t i = 0; i < dtypes.size(); ++i) {
       for (size_t j = 0; j < shapes.size(); ++j) {
-        file.write_tensor("t" + std::to_string(i) + "_" + std::to_string(j), sample_tensor(shapes[j], dtypes[i]));
+        file.write_tensor(dataset_name(i, j), sample_tensor(shapes[j], dtypes[i]));
       }
     }
   }
@@ -71,7 +80,7 @@ BOOST_AUTO_TEST_CASE(tensor_round_trip_every_dtype_and_shape) {
   BOOST_TEST(file.children().size() == dtypes.size() * shapes.size());
   for (size_t i = 0; i < dtypes.size(); ++i) {
     for (size_t j = 0; j < shapes.size(); ++j) {
-      const std::string name = "t" + std::to_string(i) + "_" + std::to_string(j);
+      const std::string name = dataset_name(i, j);
       const at::Tensor expected = sample_tensor(shapes[j], dtypes[i]);
       const at::Tensor read = file.read_tensor(name);
       BOOST_TEST(read.scalar_type() == dtypes[i], name);
