@@ -31,6 +31,8 @@ struct SampleOptions {
   std::string dtype = "float64";
   double snr = 0.16;
   int corrector_steps = 1;
+  double eta = 1.0;
+  std::string grid = "uniform";
   bool keep_last_noise = false;
   bool quiet = false;
 };
@@ -88,6 +90,8 @@ int run_sample(const SampleOptions& options) {
   request.solver = options.solver;
   request.solver_options.snr = options.snr;
   request.solver_options.corrector_steps = options.corrector_steps;
+  request.solver_options.eta = options.eta;
+  request.grid = options.grid;
   (void)make_stepper(options.solver, request.solver_options);   // validates --snr and --corrector-steps
   request.steps = options.steps;
   request.n = options.n;
@@ -99,7 +103,7 @@ int run_sample(const SampleOptions& options) {
 
   std::map<std::string, std::string> attributes = {
       {"process", model.process->name()}, {"model", model.source},       {"model_kind", model.kind},
-      {"solver", options.solver},         {"steps", std::to_string(options.steps)},
+      {"solver", options.solver},         {"steps", std::to_string(options.steps)}, {"grid", options.grid},
       {"seed", std::to_string(options.seed)}, {"n", std::to_string(options.n)},
       {"device", options.device},         {"dtype", dtype_name(dtype)},
       {"sdeflow_version", SDEFLOW_VERSION}, {"command_line", recorded_command_line()}};
@@ -156,6 +160,8 @@ Runner add_sample_command(CLI::App& app) {
   cmd->add_option("--dtype", options->dtype, "float64 or float32")->capture_default_str();
   cmd->add_option("--snr", options->snr, "pc: Langevin signal-to-noise ratio")->capture_default_str();
   cmd->add_option("--corrector-steps", options->corrector_steps, "pc: Langevin steps per step")->capture_default_str();
+  cmd->add_option("--eta", options->eta, "ddim-stochastic: noise scale in (0, 1]")->capture_default_str();
+  cmd->add_option("--grid", options->grid, "time grid: uniform, quadratic, logsnr or karras")->capture_default_str();
   cmd->add_flag("--keep-last-noise", options->keep_last_noise,
                 "SDE solvers: add noise on the last step too (default: return its noise-free mean)");
   cmd->add_flag("--quiet", options->quiet, "print no summary");

@@ -42,5 +42,6 @@ Runner add_sample_command(CLI::App& app);
 Runner add_info_command(CLI::App& app);
 Runner add_nll_command(CLI::App& app);
 Runner add_robustness_command(CLI::App& app);
+Runner add_convergence_command(CLI::App& app);
 
 }  // namespace sdeflow::app

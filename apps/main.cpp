@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("nll")] = nll;
     auto robustness = add_robustness_command(app);
     runners[app.get_subcommand("robustness")] = robustness;
+    auto convergence = add_convergence_command(app);
+    runners[app.get_subcommand("convergence")] = convergence;
     auto info = add_info_command(app);
     runners[app.get_subcommand("info")] = info;
   }

@@ -3,7 +3,9 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "processes/linear.hpp"
 #include "processes/reverse.hpp"
+#include "solvers/diffusion_ode.hpp"
 
 namespace sdeflow {
 
@@ -25,7 +27,15 @@ Solution sample(const SamplingRequest& request, Observer* observer,
   if (info.stochastic) term = std::make_unique<ReverseSde>(request.process, request.model);
   else term = std::make_unique<ProbabilityFlow>(request.process, request.model);
 
-  FixedGrid controller(uniform_grid(range.T, range.eps, request.steps));
+  std::vector<double> grid;
+  if (request.grid == "uniform") {
+    grid = uniform_grid(range.T, range.eps, request.steps);
+  } else {
+    const auto* linear = dynamic_cast<const LinearProcess*>(request.process.get());
+    if (linear == nullptr) throw InputError("--grid " + request.grid + " needs a linear process (VP, sub-VP, VE)");
+    grid = time_grid(request.grid, *linear, request.steps, range.eps);
+  }
+  FixedGrid controller(grid);
   GridIncrements brownian(generator, request.model->dim());
   IntegrateOptions integrate_options;
   integrate_options.generator = generator;

@@ -19,6 +19,7 @@ struct SamplingRequest {
   std::string solver = "em";
   SolverOptions solver_options;
   int64_t steps = 1000;
+  std::string grid = "uniform";   // time grid from T to eps: uniform | quadratic | logsnr | karras (linear processes)
   int64_t n = 1000;
   uint64_t seed = 0;
   at::Device device = at::kCPU;

@@ -5,4 +5,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
 cd "${SDEFLOW_BUILD_DIR:-$root/build}"
-ctest --output-on-failure --timeout 1200 "$@"
+# Tests run one LibTorch thread each (OMP_NUM_THREADS=1, set per test in tests/CMakeLists.txt), as many
+# at a time as there are cores: no thread oversubscription, whatever else the machine runs.
+ctest --output-on-failure --timeout 1200 -j "$(nproc)" "$@"

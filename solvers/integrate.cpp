@@ -168,6 +168,7 @@ Solution integrate(const Term& term, Stepper& stepper, StepController& controlle
     const bool everyone = n_active == batch;
     const auto index = everyone ? at::Tensor() : active.nonzero().squeeze(1);
     term.bind_samples(index);
+    if (options.brownian != nullptr) options.brownian->bind_samples(index);
 
     const auto t = rows(solution.t, index);
     const auto y = rows(solution.y, index);
@@ -242,6 +243,7 @@ Solution integrate(const Term& term, Stepper& stepper, StepController& controlle
     if (options.progress) options.progress(iteration, controller.expected_steps());
   }
   term.bind_samples(at::Tensor());
+  if (options.brownian != nullptr) options.brownian->bind_samples(at::Tensor());
   // Failed samples carry NaN, never a half-integrated state that looks like a result.
   const auto failed = (solution.status != 0).unsqueeze(1);
   solution.y = at::where(failed, at::full_like(solution.y, std::nan("")), solution.y);

@@ -2,6 +2,8 @@
 #include "solvers/registry.hpp"
 
 #include "core/error.hpp"
+#include "solvers/diffusion_ode.hpp"
+#include "solvers/sde_steppers.hpp"
 
 namespace sdeflow {
 
@@ -13,6 +15,14 @@ const std::vector<SolverInfo>& sampling_solvers() {
       {"euler", false, "Euler on the probability-flow ODE"},
       {"heun", false, "Heun (explicit trapezoid) on the probability-flow ODE"},
       {"rk4", false, "classical Runge-Kutta 4 on the probability-flow ODE"},
+      {"milstein", true, "derivative-free Milstein on the reverse SDE (strong order 1)"},
+      {"sra1", true, "Roessler's SRA1 on the reverse SDE (additive noise, strong order 1.5)"},
+      {"ei-heun", true, "stochastic improved Euler on the reverse SDE"},
+      {"ddim", false, "DDIM (eta = 0): the first-order exponential integrator of the probability-flow ODE"},
+      {"ddim-stochastic", true, "DDIM with eta > 0 (--eta) on the reverse process"},
+      {"dpm1", false, "DPM-Solver-1 (equals DDIM)"},
+      {"dpm2", false, "DPM-Solver-2 (midpoint in log-SNR), 2 evaluations per step"},
+      {"dpm3", false, "DPM-Solver-3, 3 evaluations per step"},
   };
   return solvers;
 }
@@ -32,6 +42,14 @@ std::unique_ptr<Stepper> make_stepper(const std::string& name, const SolverOptio
   if (name == "pc") return std::make_unique<PredictorCorrector>(options.snr, options.corrector_steps);
   if (name == "reverse-diffusion") return std::make_unique<ReverseDiffusionPredictor>();
   if (name == "euler") return make_euler();
+  if (name == "milstein") return make_milstein();
+  if (name == "sra1") return make_sra1();
+  if (name == "ei-heun") return make_improved_euler();
+  if (name == "ddim") return make_ddim(0.0);
+  if (name == "ddim-stochastic") return make_ddim(options.eta);
+  if (name == "dpm1") return make_dpm_solver(1);
+  if (name == "dpm2") return make_dpm_solver(2);
+  if (name == "dpm3") return make_dpm_solver(3);
   if (name == "heun") return make_heun();
   return make_rk4();
 }

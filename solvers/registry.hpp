@@ -12,6 +12,7 @@ namespace sdeflow {
 struct SolverOptions {
   double snr = 0.16;           // pc: Langevin signal-to-noise ratio (score-based SDE models' 2-D default)
   int corrector_steps = 1;     // pc: Langevin moves per step
+  double eta = 1.0;            // ddim-stochastic: noise scale in (0, 1] (eta = 1: DDPM-like ancestral sampling)
 };
 
 struct SolverInfo {

@@ -122,4 +122,50 @@ BOOST_AUTO_TEST_CASE(robustness_command_writes_its_tables) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
+  // One Brownian tree per run, 2000 paths, steps 8..128: the fitted strong orders of Euler-Maruyama (0.5 on
+  // geometric Brownian motion, 1.0 with additive noise), Milstein (1.0) and SRA1 (1.5 on additive noise with a
+  // nonlinear drift, against a 4096-step SRA1 reference on the same path) lie within 0.15 of theory, and
+  // their bootstrap intervals are written.
+  const auto dir = test::scratch_dir("convergence");
+  struct Case {
+    std::string problem, solvers;
+    std::vector<std::pair<std::string, double>> expected;
+  };
+  for (const auto& c : std::vector<Case>{{"gbm", "em,milstein,sra1", {{"em", 0.5}, {"milstein", 1.0}}},
+                                         {"additive", "em,sra1", {{"em", 1.0}, {"sra1", 1.5}}}}) {
+    const auto out = (dir / (c.problem + ".h5")).string();
+    const auto result = test::run_cli("convergence --problem " + c.problem + " --solvers " + c.solvers +
+                                      " --paths 2000 --bootstrap 100 --out " + out);
+    BOOST_TEST_REQUIRE(result.exit_status == 0, result.output);
+    h5::File file(out, h5::Mode::read);
+    BOOST_TEST(file.attribute_string("format") == "sdeflow.convergence");
+    BOOST_TEST(file.attribute_int("complete") == 1);
+    const auto orders = file.group("orders").group(c.problem);
+    for (const auto& [solver, order] : c.expected) {
+      const auto group = orders.group(solver);
+      const double strong = group.attribute_double("strong");
+      const auto ci = group.attribute_doubles("strong_ci");
+      BOOST_TEST_MESSAGE(c.problem << " " << solver << ": strong order " << strong << " [" << ci[0] << ", " << ci[1] << "]");
+      BOOST_TEST(std::abs(strong - order) <= 0.15, c.problem << " " << solver << " " << strong);
+      BOOST_TEST(ci[0] <= strong);
+      BOOST_TEST(ci[1] >= strong);
+      BOOST_TEST(group.read_tensor("strong_error").size(0) == 5);
+    }
+    if (c.problem == "gbm") BOOST_TEST(orders.group("sra1").has_attribute("note"));   // refused: not additive
+  }
+  for (const auto& [arguments, message] : std::vector<std::pair<std::string, std::string>>{
+           {"convergence --problem heat", "unknown problem 'heat'"},
+           {"convergence --solvers em,rk9", "unknown SDE solver 'rk9'"},
+           {"convergence --steps 8", "at least two step counts"},
+           {"convergence --paths 3", "--paths must be at least 10"},
+           {"convergence --steps 8,2048", "--reference-steps must be at least 4x"}}) {
+    const auto bad_out = dir / "bad.h5";
+    const auto r = test::run_cli(arguments + " --out " + bad_out.string());
+    BOOST_TEST(r.exit_status == 2, arguments << ": " << r.output);
+    BOOST_TEST(r.output.find(message) != std::string::npos, arguments << ": " << r.output);
+    BOOST_TEST(!fs::exists(bad_out));
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,114 @@
+// `sdeflow convergence`: strong and weak convergence orders of SDE solvers on one Brownian tree per run,
+// written to HDF5 tables (docs/formats.md, "Convergence files") and printed.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/common.hpp"
+#include "core/error.hpp"
+#include "io/h5.hpp"
+#include "sdeflow_version.hpp"
+#include "studies/convergence.hpp"
+
+namespace sdeflow::app {
+
+namespace {
+
+struct Options {
+  ConvergenceOptions study;
+  std::string out = "sdeflow-convergence.h5";
+  bool quiet = false;
+};
+
+int run(const Options& options) {
+  if (options.out.empty()) throw InputError("--out must name a file");
+  validate(options.study);
+  const auto result = run_convergence(options.study);
+  std::unique_ptr<h5::File> file;
+  try {
+    file = std::make_unique<h5::File>(options.out, h5::Mode::create);
+    file->set_attribute("problem", options.study.problem);
+    file->set_attribute("description", result.description);
+    file->set_attribute("command_line", recorded_command_line());
+    file->set_attribute("sdeflow_version", std::string(SDEFLOW_VERSION));
+    file->set_attribute("format", "sdeflow.convergence");
+    file->set_attribute("version", int64_t{1});
+    file->set_attribute("complete", int64_t{0});
+    file->set_attribute("paths", options.study.paths);
+    file->set_attribute("seed", static_cast<int64_t>(options.study.seed));
+    auto orders = file->create_group("orders").create_group(options.study.problem);
+    if (!options.quiet) {
+      std::printf("%s\n%-10s %7s %12s %10s %12s %10s %8s\n", result.description.c_str(), "solver", "steps",
+                  "strong err", "+-", "weak err", "+-", "nfe");
+    }
+    for (const auto& table : result.tables) {
+      auto group = orders.create_group(table.solver);
+      if (!table.applicable) {
+        group.set_attribute("note", table.note);
+        if (!options.quiet) std::printf("%-10s not applicable: %s\n", table.solver.c_str(), table.note.c_str());
+        continue;
+      }
+      group.write_tensor("steps", at::tensor(table.steps, at::kLong));
+      group.write_tensor("step_size", at::tensor(table.step_size, at::kDouble));
+      group.write_tensor("strong_error", at::tensor(table.strong_error, at::kDouble));
+      group.write_tensor("strong_error_se", at::tensor(table.strong_error_se, at::kDouble));
+      group.write_tensor("weak_error", at::tensor(table.weak_error, at::kDouble));
+      group.write_tensor("weak_error_se", at::tensor(table.weak_error_se, at::kDouble));
+      group.write_tensor("nfe", at::tensor(table.nfe, at::kLong));
+      group.write_tensor("failures", at::tensor(table.failures, at::kLong));
+      group.write_tensor("wall_time_s", at::tensor(table.seconds, at::kDouble));
+      group.set_attribute("strong", table.strong);
+      group.set_attribute("strong_ci", std::vector<double>{table.strong_ci[0], table.strong_ci[1]});
+      group.set_attribute("weak", table.weak);
+      group.set_attribute("weak_ci", std::vector<double>{table.weak_ci[0], table.weak_ci[1]});
+      if (!options.quiet) {
+        for (size_t i = 0; i < table.steps.size(); ++i) {
+          std::printf("%-10s %7lld %12.4e %10.2e %12.4e %10.2e %8lld\n", table.solver.c_str(),
+                      static_cast<long long>(table.steps[i]), table.strong_error[i], table.strong_error_se[i],
+                      table.weak_error[i], table.weak_error_se[i], static_cast<long long>(table.nfe[i]));
+        }
+      }
+    }
+    file->set_attribute("complete", int64_t{1});
+    file->flush();
+    file.reset();
+    if (!options.quiet) {
+      std::printf("\n%-10s %8s %20s %8s %20s\n", "solver", "strong", "95% interval", "weak", "95% interval");
+      for (const auto& t : result.tables) {
+        if (!t.applicable) continue;
+        std::printf("%-10s %8.3f     [%6.3f, %6.3f] %8.3f     [%6.3f, %6.3f]\n", t.solver.c_str(), t.strong,
+                    t.strong_ci[0], t.strong_ci[1], t.weak, t.weak_ci[0], t.weak_ci[1]);
+      }
+      std::printf("wrote %s\n", options.out.c_str());
+    }
+  } catch (...) {
+    file.reset();
+    std::error_code ignored;
+    std::filesystem::remove(options.out, ignored);
+    throw;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_convergence_command(CLI::App& app) {
+  auto options = std::make_shared<Options>();
+  auto& s = options->study;
+  auto* cmd = app.add_subcommand("convergence", "strong and weak convergence orders of SDE solvers");
+  cmd->add_option("--problem", s.problem, "gbm, ou, additive or model")->capture_default_str();
+  cmd->add_option("--solvers", s.solvers, "comma-separated: em, milstein, sra1, ei-heun")->delimiter(',')->capture_default_str();
+  cmd->add_option("--steps", s.steps, "comma-separated step counts (the ladder)")->delimiter(',')->capture_default_str();
+  cmd->add_option("--paths", s.paths, "Brownian paths")->capture_default_str();
+  cmd->add_option("--seed", s.seed, "random seed (the Brownian tree)")->capture_default_str();
+  cmd->add_option("--reference-steps", s.reference_steps, "steps of the fine reference (no exact solution)")->capture_default_str();
+  cmd->add_option("--reference-solver", s.reference_solver, "solver of the fine reference")->capture_default_str();
+  cmd->add_option("--bootstrap", s.bootstrap, "bootstrap resamples for the confidence intervals")->capture_default_str();
+  cmd->add_option("--model", s.model, "problem model: the model file whose reverse SDE is studied")->capture_default_str();
+  cmd->add_option("--out", options->out, "output HDF5 file")->capture_default_str();
+  cmd->add_flag("--quiet", options->quiet, "print nothing");
+  return [options] { return run(*options); };
+}
+
+}  // namespace sdeflow::app
