@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "solvers/adaptive.hpp"
 #include "solvers/ode.hpp"
+#include "fields.hpp"
 #include "support.hpp"
 
 using namespace sdeflow;
@@ -19,15 +20,7 @@ namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
 
-// dy/dt = -2 t y^2 with y(0) = c: y(t) = c / (1 + c t^2).
-class Riccati : public VectorField {
- public:
-  std::string describe() const override { return "dy/dt = -2 t y^2"; }
-  at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override {
-    count_evaluation();
-    return -2.0 * t.unsqueeze(1) * y * y;
-  }
-};
+using test::Riccati;
 
 // dy/dt = -k y + cos(t) per row (k = column 0 of a rate table): exact
 // y(t) = (y0 - k/(1+k^2)) e^{-kt} + (k cos t + sin t) / (1 + k^2).

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "fields.hpp"
 #include "support.hpp"
 #include "solvers/integrate.hpp"
 #include "solvers/registry.hpp"
@@ -18,15 +19,7 @@ namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
 
-// dy/dt = -2 t y^2 with y(0) = c: y(t) = c / (1 + c t^2).
-class Riccati : public VectorField {
- public:
-  std::string describe() const override { return "dy/dt = -2 t y^2"; }
-  at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override {
-    count_evaluation();
-    return -2.0 * t.unsqueeze(1) * y * y;
-  }
-};
+using test::Riccati;
 
 // dX = -theta X dt + sigma dW (additive noise).
 class OrnsteinUhlenbeck : public SdeTerm {

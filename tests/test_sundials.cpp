@@ -4,6 +4,8 @@
 // validation and NFE accounting.
 #include <boost/test/unit_test.hpp>
 
+#include "fields.hpp"
+
 #include <torch/torch.h>
 
 #include <cmath>
@@ -48,15 +50,7 @@ class LinearDecay : public VectorField {
   mutable bool ever_bound_ = false;
 };
 
-// dy/dt = -2 t y^2 with y(0) = c: y(t) = c / (1 + c t^2).
-class Riccati : public VectorField {
- public:
-  std::string describe() const override { return "dy/dt = -2 t y^2"; }
-  at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override {
-    count_evaluation();
-    return -2.0 * t.unsqueeze(1) * y * y;
-  }
-};
+using test::Riccati;
 
 // Riccati, recording what the solver hands over.
 class RecordingRiccati : public Riccati {
