@@ -32,6 +32,7 @@ struct SampleOptions {
   double snr = 0.16;
   int corrector_steps = 1;
   double eta = 1.0;
+  double rtol = 0.05, atol = 0.0078;
   std::string grid = "uniform";
   bool keep_last_noise = false;
   bool quiet = false;
@@ -92,6 +93,8 @@ int run_sample(const SampleOptions& options) {
   request.solver_options.corrector_steps = options.corrector_steps;
   request.solver_options.eta = options.eta;
   request.grid = options.grid;
+  request.rtol = options.rtol;
+  request.atol = options.atol;
   (void)make_stepper(options.solver, request.solver_options);   // validates --snr and --corrector-steps
   request.steps = options.steps;
   request.n = options.n;
@@ -161,6 +164,8 @@ Runner add_sample_command(CLI::App& app) {
   cmd->add_option("--snr", options->snr, "pc: Langevin signal-to-noise ratio")->capture_default_str();
   cmd->add_option("--corrector-steps", options->corrector_steps, "pc: Langevin steps per step")->capture_default_str();
   cmd->add_option("--eta", options->eta, "ddim-stochastic: noise scale in (0, 1]")->capture_default_str();
+  cmd->add_option("--rtol", options->rtol, "ggf: relative tolerance")->capture_default_str();
+  cmd->add_option("--atol", options->atol, "ggf: absolute tolerance")->capture_default_str();
   cmd->add_option("--grid", options->grid, "time grid: uniform, quadratic, logsnr or karras")->capture_default_str();
   cmd->add_flag("--keep-last-noise", options->keep_last_noise,
                 "SDE solvers: add noise on the last step too (default: return its noise-free mean)");

@@ -5,6 +5,8 @@
 #include "core/error.hpp"
 #include "processes/linear.hpp"
 #include "processes/reverse.hpp"
+#include "solvers/adaptive.hpp"
+#include "solvers/brownian_tree.hpp"
 #include "solvers/diffusion_ode.hpp"
 
 namespace sdeflow {
@@ -27,6 +29,31 @@ Solution sample(const SamplingRequest& request, Observer* observer,
   if (info.stochastic) term = std::make_unique<ReverseSde>(request.process, request.model);
   else term = std::make_unique<ProbabilityFlow>(request.process, request.model);
 
+  if (request.solver == "ggf") {
+    // Adaptive reverse-SDE sampling ("Gotta Go Fast", Jolicoeur-Martineau et al. 2021): the EM / improved
+    // Euler pair with per-sample step control, on a Brownian tree so that rejected steps are redrawn on the
+    // same path (docs/sde_solvers.md).
+    if (request.save_every > 0) throw InputError("--save-every needs a fixed-step solver, not ggf");
+    ReverseSde sde(request.process, request.model);
+    const double span = std::abs(range.T - range.eps);
+    BrownianTreeOptions tree_options;
+    tree_options.tolerance = 1e-6 * span;
+    BrownianTree tree(range.T, range.eps, request.n, request.model->dim(), request.seed + 1, tree_options);
+    AdaptiveOptions adaptive;
+    adaptive.rtol = request.rtol;
+    adaptive.atol = request.atol;
+    adaptive.first_step = 0.01 * span;
+    adaptive.beta = 0.0;   // a plain integral controller, as in the paper
+    PIController controller(adaptive);
+    IntegrateOptions integrate_options;
+    integrate_options.generator = generator;
+    integrate_options.brownian = &tree;
+    integrate_options.denoise_last = request.denoise_last;
+    integrate_options.max_steps = 100000;
+    SaveAt save;
+    save.t0 = save.t1 = false;
+    return integrate(sde, *stepper, controller, x_T, range.T, range.eps, save, observer, integrate_options);
+  }
   std::vector<double> grid;
   if (request.grid == "uniform") {
     grid = uniform_grid(range.T, range.eps, request.steps);

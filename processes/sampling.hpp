@@ -19,7 +19,9 @@ struct SamplingRequest {
   std::string solver = "em";
   SolverOptions solver_options;
   int64_t steps = 1000;
-  std::string grid = "uniform";   // time grid from T to eps: uniform | quadratic | logsnr | karras (linear processes)
+  std::string grid = "uniform";
+  // Adaptive SDE sampler "ggf": error tolerances of the Euler-Maruyama / improved-Euler pair; steps unused.
+  double rtol = 0.05, atol = 0.0078;   // time grid from T to eps: uniform | quadratic | logsnr | karras (linear processes)
   int64_t n = 1000;
   uint64_t seed = 0;
   at::Device device = at::kCPU;
