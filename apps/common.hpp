@@ -43,5 +43,6 @@ Runner add_info_command(CLI::App& app);
 Runner add_nll_command(CLI::App& app);
 Runner add_robustness_command(CLI::App& app);
 Runner add_convergence_command(CLI::App& app);
+Runner add_work_precision_command(CLI::App& app);
 
 }  // namespace sdeflow::app

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("robustness")] = robustness;
     auto convergence = add_convergence_command(app);
     runners[app.get_subcommand("convergence")] = convergence;
+    auto work_precision = add_work_precision_command(app);
+    runners[app.get_subcommand("work-precision")] = work_precision;
     auto info = add_info_command(app);
     runners[app.get_subcommand("info")] = info;
   }
