@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""From an `sdeflow robustness` file: the fewest model evaluations with which each sampler reaches a target
+MMD^2 (and a target |mean log-likelihood error|), as a markdown table (docs/benchmarks.md).
+
+    python bench/nfe_to_target.py rob.h5 [mmd2_target] [loglik_target]
+"""
+import sys
+
+import h5py
+import numpy as np
+
+
+def main(argv):
+    path = argv[1]
+    mmd_target = float(argv[2]) if len(argv) > 2 else 1e-3
+    ll_target = float(argv[3]) if len(argv) > 3 else 0.05
+    with h5py.File(path, "r") as f:
+        s = f["sampling"]
+        # The best sampler at the most steps stands in for the data's own mean log-likelihood.
+        finals = [s[n]["mean_log_likelihood"][-1] for n in s]
+        reference = float(np.median(finals))
+        print(f"targets: MMD^2 <= {mmd_target:g} (noise floor {s.attrs['mmd2_floor']:.2e}), "
+              f"|mean log p - {reference:.4f}| <= {ll_target:g}\n")
+        print("| sampler | NFE to MMD^2 target | NFE to log-likelihood target | MMD^2 at fewest steps |")
+        print("|---|---|---|---|")
+        for name in s:
+            g = s[name]
+            nfe, mmd, ll = g["nfe"][...], g["mmd2"][...], g["mean_log_likelihood"][...]
+            hit_mmd = [int(n) for n, m in zip(nfe, mmd) if m <= mmd_target]
+            hit_ll = [int(n) for n, v in zip(nfe, ll) if abs(v - reference) <= ll_target]
+            print(f"| {name} | {min(hit_mmd) if hit_mmd else '> ' + str(int(nfe.max()))} | "
+                  f"{min(hit_ll) if hit_ll else '> ' + str(int(nfe.max()))} | {mmd[0]:.2e} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
