@@ -84,8 +84,7 @@ int run(const Options& options) {
     }
   } catch (...) {
     file.reset();
-    std::error_code ignored;
-    std::filesystem::remove(options.out, ignored);
+    discard_output(options.out);
     throw;
   }
   return kExitOk;

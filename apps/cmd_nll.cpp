@@ -168,8 +168,7 @@ int run_nll(const NllOptions& options) {
   } catch (...) {
     // A run that stops with an error leaves no file that could pass for a result.
     writer.reset();
-    std::error_code ignored;
-    std::filesystem::remove(options.out, ignored);
+    discard_output(options.out);
     throw;
   }
   return kExitOk;

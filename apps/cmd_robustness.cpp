@@ -142,8 +142,7 @@ int run(Options& options) {
     }
   } catch (...) {
     file.reset();
-    std::error_code ignored;
-    std::filesystem::remove(options.out, ignored);
+    discard_output(options.out);
     throw;
   }
   return kExitOk;

@@ -137,8 +137,7 @@ int run_sample(const SampleOptions& options) {
   } catch (...) {
     // A run that failed leaves no output that could pass for a result.
     writer.reset();
-    std::error_code ignored;
-    std::filesystem::remove(options.out, ignored);
+    discard_output(options.out);
     throw;
   }
   return kExitOk;

@@ -69,8 +69,7 @@ int run(const Options& options) {
     if (!options.quiet) std::printf("wrote %s\n", options.out.c_str());
   } catch (...) {
     file.reset();
-    std::error_code ignored;
-    std::filesystem::remove(options.out, ignored);
+    discard_output(options.out);
     throw;
   }
   return kExitOk;

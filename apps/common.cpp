@@ -1,6 +1,8 @@
 // CLI plumbing: command-line recording, progress bar, error-to-exit-status mapping.
 #include "apps/common.hpp"
 
+#include <filesystem>
+
 #include <unistd.h>
 
 #include <c10/util/Exception.h>
@@ -73,6 +75,11 @@ int guarded(const std::function<int()>& body) {
     std::cerr << "sdeflow: error: " << error.what() << "\n";
     return kExitFailure;
   }
+}
+
+void discard_output(const std::string& path) {
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
 }
 
 }  // namespace sdeflow::app

@@ -6,27 +6,19 @@ log-log, with the fitted orders and their 95 % bootstrap intervals in the legend
 """
 import sys
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from plot_common import open_study, text  # noqa: E402
 
 
 def main(argv):
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    try:
-        f = h5py.File(argv[1], "r")
-    except OSError as e:
-        print(f"plot_convergence: error: cannot open {argv[1]}: {e}", file=sys.stderr)
-        return 2
-    with f:
-        if f.attrs.get("format", b"") not in (b"sdeflow.convergence", "sdeflow.convergence"):
-            print(f"plot_convergence: error: {argv[1]} is not an sdeflow convergence file", file=sys.stderr)
-            return 2
+    with open_study(argv[1], "sdeflow.convergence", "plot_convergence") as f:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
         for problem in f["orders"]:
             for solver in f["orders"][problem]:
@@ -45,8 +37,7 @@ def main(argv):
             ax.set_xlabel("step size h")
             ax.set_title(f"{kind} error (order, 95 % interval)")
             ax.legend(fontsize=7)
-        fig.suptitle(f.attrs["description"].decode() if isinstance(f.attrs["description"], bytes)
-                     else str(f.attrs["description"]), fontsize=8)
+        fig.suptitle(text(f.attrs["description"]), fontsize=8)
         fig.tight_layout()
         fig.savefig(argv[2], dpi=100)
     print(f"wrote {argv[2]}")

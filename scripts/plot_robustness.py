@@ -6,27 +6,19 @@ sampler (log-log, with the held-out noise floor), and NLL error / NFE vs solver 
 """
 import sys
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from plot_common import open_study  # noqa: E402
 
 
 def main(argv):
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    try:
-        f = h5py.File(argv[1], "r")
-    except OSError as e:
-        print(f"plot_robustness: error: cannot open {argv[1]}: {e}", file=sys.stderr)
-        return 2
-    with f:
-        if f.attrs.get("format", b"") not in (b"sdeflow.robustness", "sdeflow.robustness"):
-            print(f"plot_robustness: error: {argv[1]} is not an sdeflow robustness file", file=sys.stderr)
-            return 2
+    with open_study(argv[1], "sdeflow.robustness", "plot_robustness") as f:
         sampling = f["sampling"]
         metrics = [("mmd2", "MMD$^2$ (RBF)", "mmd2_floor"), ("sliced_w2", "sliced W$_2$", "sliced_w2_floor"),
                    ("energy", "energy distance", "energy_floor"), ("mean_log_likelihood", "mean log $p_0$(samples)", None)]

@@ -6,26 +6,18 @@ solver, log-log (docs/studies.md).
 """
 import sys
 
-import h5py
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from plot_common import open_study, text  # noqa: E402
 
 
 def main(argv):
     if len(argv) != 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    try:
-        f = h5py.File(argv[1], "r")
-    except OSError as e:
-        print(f"plot_work_precision: error: cannot open {argv[1]}: {e}", file=sys.stderr)
-        return 2
-    with f:
-        if f.attrs.get("format", b"") not in (b"sdeflow.work_precision", "sdeflow.work_precision"):
-            print(f"plot_work_precision: error: {argv[1]} is not an sdeflow work-precision file", file=sys.stderr)
-            return 2
+    with open_study(argv[1], "sdeflow.work_precision", "plot_work_precision") as f:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for task in f["work_precision"]:
             for solver in f["work_precision"][task]:
@@ -39,8 +31,7 @@ def main(argv):
             ax.set_xlabel("model evaluations per sample")
             ax.set_title(key)
         axes[1].legend(fontsize=7, ncol=2)
-        desc = f.attrs["description"]
-        fig.suptitle(desc.decode() if isinstance(desc, bytes) else str(desc), fontsize=7)
+        fig.suptitle(text(f.attrs["description"]), fontsize=7)
         fig.tight_layout()
         fig.savefig(argv[2], dpi=90)
     print(f"wrote {argv[2]}")
