@@ -48,5 +48,7 @@ Runner add_nll_command(CLI::App& app);
 Runner add_robustness_command(CLI::App& app);
 Runner add_convergence_command(CLI::App& app);
 Runner add_work_precision_command(CLI::App& app);
+Runner add_data_command(CLI::App& app);
+Runner add_train_command(CLI::App& app);
 
 }  // namespace sdeflow::app

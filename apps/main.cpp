@@ -35,6 +35,10 @@ int main(int argc, char** argv) {
     runners[app.get_subcommand("convergence")] = convergence;
     auto work_precision = add_work_precision_command(app);
     runners[app.get_subcommand("work-precision")] = work_precision;
+    auto data = add_data_command(app);
+    runners[app.get_subcommand("data")] = data;
+    auto train = add_train_command(app);
+    runners[app.get_subcommand("train")] = train;
     auto info = add_info_command(app);
     runners[app.get_subcommand("info")] = info;
   }

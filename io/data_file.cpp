@@ -117,7 +117,8 @@ DataFile load_data(const std::string& path, int64_t expected_dim) {
   }
 }
 
-void save_data(const std::string& path, const at::Tensor& data) {
+void save_data(const std::string& path, const at::Tensor& data, const DataAttributes& attributes) {
+  (void)attributes;
   const std::string what = path + ":/" + kDataset;
   if (data.dim() != 2) {
     throw InputError(what + ": expected a 2-D tensor [N, D], got " + std::to_string(data.dim()) + " dimension(s)");

@@ -378,6 +378,13 @@ void Location::set_attribute(const std::string& name, const std::vector<double>&
   write_attribute(*this, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, space.get(), value.empty() ? &none : value.data());
 }
 
+void Location::set_attribute(const std::string& name, const std::vector<int64_t>& value) const {
+  const hsize_t dims[1] = {static_cast<hsize_t>(value.size())};
+  Handle space(H5Screate_simple(1, dims, nullptr));
+  const int64_t none = 0;
+  write_attribute(*this, name, H5T_STD_I64LE, H5T_NATIVE_INT64, space.get(), value.empty() ? &none : value.data());
+}
+
 // Accepts fixed-length (any padding) and variable-length strings, scalar or a single element.
 std::string Location::attribute_string(const std::string& name) const {
   Handle attribute = open_attribute(*this, name);
@@ -441,6 +448,26 @@ std::vector<double> Location::attribute_doubles(const std::string& name) const {
   if (values.empty()) return values;
   QuietErrors quiet;
   if (H5Aread(attribute.get(), H5T_NATIVE_DOUBLE, values.data()) < 0) {
+    throw IoError(attribute_label(*this, name) + ": cannot read" + library_error());
+  }
+  return values;
+}
+
+std::vector<int64_t> Location::attribute_ints(const std::string& name) const {
+  Handle attribute = open_attribute(*this, name);
+  Handle type(H5Aget_type(attribute.get()));
+  if (H5Tget_class(type.get()) != H5T_INTEGER) {
+    throw InputError(attribute_label(*this, name) + ": expected integers, got " + type_name(type.get()));
+  }
+  const int rank = attribute_rank(attribute);
+  if (rank > 1) {
+    throw InputError(attribute_label(*this, name) + ": expected a 1-D array, got " + std::to_string(rank) +
+                     " dimensions");
+  }
+  std::vector<int64_t> values(static_cast<size_t>(std::max<hssize_t>(attribute_points(attribute), 0)));
+  if (values.empty()) return values;
+  QuietErrors quiet;
+  if (H5Aread(attribute.get(), H5T_NATIVE_INT64, values.data()) < 0) {
     throw IoError(attribute_label(*this, name) + ": cannot read" + library_error());
   }
   return values;

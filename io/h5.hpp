@@ -53,11 +53,14 @@ class Location {
   void set_attribute(const std::string& name, int value) const { set_attribute(name, static_cast<int64_t>(value)); }
   void set_attribute(const std::string& name, double value) const;
   void set_attribute(const std::string& name, const std::vector<double>& value) const;
+  void set_attribute(const std::string& name, const std::vector<int64_t>& value) const;   // int64 1-D array
   // Reading checks the attribute's class (string vs integer vs float) and throws InputError naming it.
   std::string attribute_string(const std::string& name) const;
   int64_t attribute_int(const std::string& name) const;
   double attribute_double(const std::string& name) const;   // accepts integer attributes too
   std::vector<double> attribute_doubles(const std::string& name) const;
+  // A scalar or 1-D integer attribute (InputError for floats or strings).
+  std::vector<int64_t> attribute_ints(const std::string& name) const;
   std::vector<std::string> attribute_names() const;
   std::vector<std::string> children() const;           // names of links in this group
 

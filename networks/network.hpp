@@ -1,0 +1,77 @@
+#pragma once
+// Learned score networks as LibTorch modules: an MLP and a small U-Net, both conditioned on time through a
+// sinusoidal (DDPM) or Gaussian-Fourier (score-based SDE models) embedding. A network predicts a score,
+// noise or data (networks/score_model.hpp); NetworkScore turns it into the one ScoreModel interface.
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "networks/score_model.hpp"
+
+namespace sdeflow {
+
+class LinearProcess;
+
+// Architecture and hyper-parameters; stored as attributes of a model file's /network group
+// (docs/formats.md, "Network model files"), so a network can be rebuilt from its file.
+struct NetworkConfig {
+  std::string architecture = "mlp";             // "mlp" | "unet"
+  std::vector<int64_t> data_shape;              // one sample: [D] (mlp; any shape is flattened) or [C, H, W] (unet)
+  std::string embedding = "sinusoidal";         // time embedding: "sinusoidal" | "fourier"
+  int64_t embedding_dim = 64;                   // even, >= 2
+  double fourier_scale = 16.0;                  // std of the Fourier frequencies ("fourier" only)
+  std::string activation = "silu";              // "silu" | "relu" | "gelu" | "tanh" | "softplus"
+  // mlp
+  int64_t width = 128;                          // hidden units
+  int64_t depth = 3;                            // hidden layers (>= 1)
+  // unet
+  int64_t channels = 32;                        // channels at the first resolution
+  std::vector<int64_t> channel_mult = {1, 2};   // channels = channels * mult per resolution; H, W divisible by 2^(levels-1)
+  int64_t groups = 8;                           // GroupNorm groups (divide every channel count)
+};
+
+// InputError naming the first bad field ("network: unknown architecture 'x' (known: mlp, unet)").
+void validate(const NetworkConfig& config);
+std::vector<std::string> architecture_names();   // {"mlp", "unet"}
+
+// A network maps (x [B, data_shape...], t [B]) to a prediction of x's shape. Parameter and buffer names
+// (named_parameters / named_buffers) are those of the Python reference modules in scripts/sdeflow_nets.py,
+// with PyTorch's layouts, so a state_dict carries over one to one.
+class ScoreNetwork : public torch::nn::Module {
+ public:
+  explicit ScoreNetwork(NetworkConfig config) : config_(std::move(config)) {}
+  virtual at::Tensor forward(const at::Tensor& x, const at::Tensor& t) = 0;
+  const NetworkConfig& config() const { return config_; }
+
+ private:
+  NetworkConfig config_;
+};
+
+// Builds the network of `config` (validated) in float32 on the CPU, its parameters initialised from `seed`
+// (same seed => same parameters, whatever the global RNG).
+std::shared_ptr<ScoreNetwork> make_network(const NetworkConfig& config, uint64_t seed);
+
+// A network as a ScoreModel: x [B, D] (D = prod(data_shape)) is reshaped to the network's data shape and
+// converted to its device and dtype; the prediction is converted back to x's dtype and device and turned into
+// a score through the process's marginal. Differentiable in x (the likelihood's traces use autograd).
+class NetworkScore : public ScoreModel {
+ public:
+  NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
+               std::shared_ptr<const LinearProcess> process);
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
+  at::Tensor prediction(const at::Tensor& x, const at::Tensor& t) const;   // the raw output, [B, D]
+  int64_t dim() const override { return dim_; }
+  const std::shared_ptr<ScoreNetwork>& network() const { return network_; }
+  Parameterisation parameterisation() const { return parameterisation_; }
+
+ private:
+  std::shared_ptr<ScoreNetwork> network_;
+  Parameterisation parameterisation_;
+  std::shared_ptr<const LinearProcess> process_;
+  int64_t dim_;
+};
+
+}  // namespace sdeflow
