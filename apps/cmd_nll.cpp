@@ -58,7 +58,11 @@ Summary summarize(const at::Tensor& values) {
   return s;
 }
 
-int run_nll(const NllOptions& options) {
+struct ScalingGiven {
+  bool scale = false, shift = false, levels = false;
+};
+
+int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   // Everything that can be wrong with the input is checked before the output file is created.
   if (options.data.empty()) throw InputError("--data must name a data file");
   if (options.out.empty()) throw InputError("--out must name a file");
@@ -76,7 +80,8 @@ int run_nll(const NllOptions& options) {
   likelihood.eps = options.eps;
   likelihood.prior = parse_prior(options.prior);
   const auto model_file = load_model(options.model);
-  auto model = std::make_shared<GaussianMixtureScore>(model_file.mixture, model_file.process);
+  model_file.place(device, dtype);
+  auto model = model_file.score;
   validate(likelihood, *model_file.process, *model);
   const auto data = load_data(options.data, model->dim());
   DataTransform transform;
@@ -84,6 +89,13 @@ int run_nll(const NllOptions& options) {
   transform.shift = options.shift;
   transform.integer = data.integer;
   transform.levels = options.levels;
+  // A trained network knows the map its training data went through; explicit options still win.
+  if (model_file.network) {
+    const auto& scaling = model_file.network->data;
+    if (!scaling_given.scale) transform.scale = scaling.scale;
+    if (!scaling_given.shift) transform.shift = scaling.shift;
+    if (!scaling_given.levels && scaling.integer) transform.levels = scaling.levels;
+  }
   transform.dequant_samples = options.dequant_samples;
   validate(transform);
   if (!data.integer && options.dequant_samples != 1) {
@@ -99,15 +111,15 @@ int run_nll(const NllOptions& options) {
       {"atol", std::to_string(options.atol)}, {"eps", std::to_string(options.eps)},
       {"seed", std::to_string(options.seed)}, {"batch", std::to_string(options.batch)},
       {"device", options.device},         {"dtype", dtype_name(dtype)},
-      {"data_integer", data.integer ? "1" : "0"}, {"scale", std::to_string(options.scale)},
-      {"shift", std::to_string(options.shift)},   {"sdeflow_version", SDEFLOW_VERSION},
+      {"data_integer", data.integer ? "1" : "0"}, {"scale", std::to_string(transform.scale)},
+      {"shift", std::to_string(transform.shift)},   {"sdeflow_version", SDEFLOW_VERSION},
       {"command_line", recorded_command_line()}};
   if (likelihood.trace == TraceMethod::hutchinson_gauss || likelihood.trace == TraceMethod::hutchinson_rademacher) {
     attributes["probes"] = std::to_string(options.probes);
   }
   if (!ode_solver_info(options.solver).adaptive) attributes["steps"] = std::to_string(options.steps);
   if (data.integer) {
-    attributes["levels"] = std::to_string(options.levels);
+    attributes["levels"] = std::to_string(transform.levels);
     attributes["dequant_samples"] = std::to_string(options.dequant_samples);
   }
 
@@ -199,15 +211,22 @@ Runner add_nll_command(CLI::App& app) {
   cmd->add_option("--out", options->out, "output HDF5 file")->capture_default_str();
   cmd->add_option("--device", options->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   cmd->add_option("--dtype", options->dtype, "float64 or float32")->capture_default_str();
-  cmd->add_option("--scale", options->scale, "model space = scale * data + shift (integer data: scale * (x + u) / levels + shift)")
+  cmd->add_option("--scale", options->scale, "model space = scale * data + shift (integer data: scale * (x + u) / levels + shift); default: the "
+                  "network model's own map, else 1 and 0")
       ->capture_default_str();
   cmd->add_option("--shift", options->shift, "see --scale")->capture_default_str();
-  cmd->add_option("--levels", options->levels, "integer data: number of levels (256 for 8-bit images)")->capture_default_str();
+  cmd->add_option("--levels", options->levels, "integer data: number of levels (256 for 8-bit images; default: the network model's, else 256)")->capture_default_str();
   cmd->add_option("--dequant-samples", options->dequant_samples,
                   "integer data: uniform dequantisation samples K (importance-weighted, log-mean-exp)")
       ->capture_default_str();
   cmd->add_flag("--quiet", options->quiet, "print no summary");
-  return [options] { return run_nll(*options); };
+  return [options, cmd] {
+    ScalingGiven given;
+    given.scale = cmd->count("--scale") > 0;
+    given.shift = cmd->count("--shift") > 0;
+    given.levels = cmd->count("--levels") > 0;
+    return run_nll(*options, given);
+  };
 }
 
 }  // namespace sdeflow::app

@@ -9,6 +9,7 @@
 #include "apps/common.hpp"
 #include "core/error.hpp"
 #include "io/data_file.hpp"
+#include "io/toy_data.hpp"
 #include "io/h5.hpp"
 #include "io/model_file.hpp"
 #include "sdeflow_version.hpp"
@@ -33,15 +34,31 @@ int run(Options& options) {
   if (options.out.empty()) throw InputError("--out must name a file");
   validate(options.study);
   const auto model_file = load_model(options.model);
-  auto model = std::make_shared<GaussianMixtureScore>(model_file.mixture, model_file.process);
+  auto model = model_file.score;
   at::Tensor held_out, floor_sample;
   std::string data_source;
   if (!options.data.empty()) {
-    held_out = load_data(options.data, model->dim()).data;
+    const auto file = load_data(options.data, model->dim());
+    held_out = file.data;
+    if (model_file.network) {   // compare in model space, where the samples live
+      const auto& s = model_file.network->data;
+      held_out = file.integer ? s.scale * (held_out + 0.5) / static_cast<double>(s.levels) + s.shift
+                              : s.scale * held_out + s.shift;
+    }
     data_source = options.data;
     // The noise floor needs a second independent set: the second half of the data when it is large enough.
     if (held_out.size(0) >= 2 * options.study.n) floor_sample = held_out.narrow(0, options.study.n, options.study.n);
+  } else if (model_file.network && is_toy_data(model_file.network->data.name)) {
+    // A network trained on a built-in toy set: fresh draws of the same generator are held-out data.
+    const auto& s = model_file.network->data;
+    auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
+    const int64_t m = std::max(options.study.n, options.study.nll_n);
+    held_out = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
+    floor_sample = s.scale * sample_toy_data(s.name, options.study.n, generator) + s.shift;
+    data_source = "fresh samples of the built-in " + s.name + " generator (seed " +
+                  std::to_string(options.study.seed + 1) + ")";
   } else {
+    model_file.require_mixture("robustness without --data");
     auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
     const int64_t m = std::max(options.study.n, options.study.nll_n);
     held_out = model_file.mixture->sample(m, generator, at::kDouble).first;

@@ -10,6 +10,8 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
+#include "io/toy_data.hpp"
+#include "studies/metrics.hpp"
 #include "io/trajectory.hpp"
 #include "networks/gmm.hpp"
 #include "processes/sampling.hpp"
@@ -56,6 +58,23 @@ void print_summary(const SampleOptions& options, const ModelFile& model, const a
               model.process->name().c_str(), options.solver.c_str(), static_cast<long long>(options.steps),
               static_cast<long long>(solution.stats.nfe), seconds);
   std::printf("  wrote %s\n", options.out.c_str());
+  if (model.network && is_toy_data(model.network->data.name) && samples.size(0) >= 2) {
+    // Against fresh draws of the generator the network was trained on; the second line is the same distances
+    // between two independent sets of data, the floor the sampler could reach at this sample size.
+    const auto& s = model.network->data;
+    const int64_t m = std::min<int64_t>(samples.size(0), 2000);
+    auto generator = at::detail::createCPUGenerator(options.seed + 1);
+    const auto data = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
+    const auto data2 = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
+    const auto x = samples.narrow(0, 0, m).to(at::kCPU, at::kDouble);
+    auto projections = at::detail::createCPUGenerator(options.seed + 2);
+    std::printf("  against %lld fresh %s samples: energy distance %.5f, sliced W2 %.5f, mean %s (data %s)\n",
+                static_cast<long long>(m), s.name.c_str(), energy_distance(x, data),
+                sliced_wasserstein2(x, data, 64, projections), format_vector(x.mean(0)).c_str(),
+                format_vector(data.mean(0)).c_str());
+    std::printf("  data vs data (floor):         energy distance %.5f, sliced W2 %.5f\n", energy_distance(data2, data),
+                sliced_wasserstein2(data2, data, 64, projections));
+  }
   if (!model.mixture) return;
   const auto cmp = compare_to_mixture(samples, *model.mixture);
   const auto d = model.mixture->dim();
@@ -84,10 +103,11 @@ int run_sample(const SampleOptions& options) {
   const auto device = parse_device(options.device);
   const auto dtype = parse_dtype(options.dtype);
   const auto model = load_model(options.model);
+  model.place(device, dtype);
 
   SamplingRequest request;
   request.process = model.process;
-  request.model = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
+  request.model = model.score;
   request.solver = options.solver;
   request.solver_options.snr = options.snr;
   request.solver_options.corrector_steps = options.corrector_steps;

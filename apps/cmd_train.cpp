@@ -1,12 +1,181 @@
-// placeholder: being written
+// `sdeflow train`: denoising score matching of a score network on a toy data set or a data file, with
+// checkpoints written atomically into the output model file and exact resume (training/trainer.hpp).
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+
 #include "apps/common.hpp"
+#include "core/device.hpp"
 #include "core/error.hpp"
+#include "training/trainer.hpp"
+#include "sdeflow_version.hpp"
 
 namespace sdeflow::app {
-Runner add_train_command(CLI::App& app) {
-  app.add_subcommand("train", "train a score network");
-  return []() -> int { throw InputError("sdeflow train: not written yet"); };
+
+namespace {
+
+struct TrainCliOptions {
+  std::string process = "vp";
+  std::string data = "checkerboard";
+  std::string out = "sdeflow-model.h5";
+  std::string resume;
+  std::string device = "auto";
+  std::string weighting = "variance";
+  std::string parameterisation = "noise";
+  NetworkConfig network;
+  TrainOptions train;
+  bool no_importance = false;
+  double scale = 1.0, shift = 0.0;
+  int64_t levels = 0;
+  int64_t stop_after = 0;
+  bool quiet = false;
+};
+
+// Options that define a run; when resuming they come from the checkpoint and may not be given again.
+const std::vector<std::string> kRunOptions = {
+    "--process", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
+    "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
+    "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
+    "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
+
+std::string format_count(int64_t n) {
+  return n >= 1000000 ? std::to_string(n / 1000) + "k" : std::to_string(n);
 }
+
+int run_train(TrainCliOptions options, const CLI::App& cmd) {
+  // Resuming writes back into the checkpoint unless --out says otherwise.
+  if (!options.resume.empty() && cmd.count("--out") == 0) options.out = options.resume;
+  if (options.out.empty()) throw InputError("--out must name a file");
+  const auto device = parse_device(options.device);
+  std::unique_ptr<Trainer> trainer;
+  if (!options.resume.empty()) {
+    for (const auto& name : kRunOptions) {
+      if (cmd.count(name) > 0) {
+        throw InputError(name + " cannot be given with --resume: the run's settings are read from " + options.resume);
+      }
+    }
+    const auto stored = load_network_model(options.resume);   // validates the file before anything else
+    const std::string data = cmd.count("--data") > 0 ? options.data : stored.data.name;
+    trainer = Trainer::resume(options.resume, open_training_data(data, stored.data.levels), device);
+    if (trainer->steps_done() >= trainer->options().iterations) {
+      throw InputError(options.resume + ": training is already complete (" + std::to_string(trainer->steps_done()) +
+                       " of " + std::to_string(trainer->options().iterations) + " steps)");
+    }
+  } else {
+    TrainOptions train = options.train;
+    train.weighting = parse_weighting(options.weighting);
+    train.importance_sampling = !options.no_importance;
+    validate(train);
+    NetworkModel model;
+    model.process = make_linear_process(options.process, {});
+    model.parameterisation = parse_parameterisation(options.parameterisation);
+    const auto data = open_training_data(options.data, options.levels);
+    model.config = options.network;
+    model.config.data_shape = data->shape();
+    if (model.config.architecture == "mlp") {
+      int64_t d = 1;
+      for (auto n : data->shape()) d *= n;
+      model.config.data_shape = {d};
+    }
+    model.data.name = data->name();
+    model.data.shape = data->shape();
+    model.data.integer = data->integer();
+    model.data.levels = data->integer() ? data->levels() : 256;
+    const bool scale_given = cmd.count("--scale") > 0, shift_given = cmd.count("--shift") > 0;
+    // Integer data (images) default to [-1, 1]: y = 2 (x + u) / levels - 1.
+    model.data.scale = scale_given ? options.scale : (data->integer() ? 2.0 : 1.0);
+    model.data.shift = shift_given ? options.shift : (data->integer() ? -1.0 : 0.0);
+    if (!(std::isfinite(model.data.scale) && model.data.scale != 0 && std::isfinite(model.data.shift))) {
+      throw InputError("--scale must be finite and non-zero and --shift finite");
+    }
+    model.training_text["sdeflow_version"] = SDEFLOW_VERSION;
+    model.training_text["command_line"] = recorded_command_line();
+    trainer = std::make_unique<Trainer>(std::move(model), train, data, device);
+  }
+  trainer->model().network->parameters();
+  int64_t parameter_count = 0;
+  for (const auto& p : trainer->model().network->parameters()) parameter_count += p.numel();
+  const auto& run = trainer->options();
+  if (!options.quiet) {
+    std::printf("sdeflow train: %s (%s, %lld parameters) on %s, process %s, %s weighting, %s prediction, device %s\n",
+                trainer->model().config.architecture.c_str(), trainer->model().config.embedding.c_str(),
+                static_cast<long long>(parameter_count), trainer->model().data.name.c_str(),
+                trainer->model().process->name().c_str(), to_string(run.weighting).c_str(),
+                to_string(trainer->model().parameterisation).c_str(), device.str().c_str());
+    std::printf("  steps %lld -> %s, batch %lld, lr %g (warm-up %lld, %s decay), EMA %g, seed %llu\n",
+                static_cast<long long>(trainer->steps_done()), format_count(run.iterations).c_str(),
+                static_cast<long long>(run.batch), run.lr, static_cast<long long>(run.warmup), run.decay.c_str(),
+                run.ema, static_cast<unsigned long long>(run.seed));
+  }
+  ProgressBar bar("train");
+  TrainProgress last;
+  trainer->run(options.out, options.stop_after, [&](const TrainProgress& p) {
+    last = p;
+    char note[96];
+    std::snprintf(note, sizeof note, "loss %.4f  %.0f steps/s", p.loss, p.steps_per_second);
+    bar.update(p.step, p.iterations, note);
+  });
+  bar.finish();
+  if (!options.quiet) {
+    std::printf("  trained to step %lld of %lld: loss %.5f (mean of the last %lld steps), %.1f steps/s, %.1f s\n",
+                static_cast<long long>(trainer->steps_done()), static_cast<long long>(run.iterations),
+                trainer->model().training_numbers.at("final_loss"), static_cast<long long>(run.log_every),
+                last.steps_per_second, trainer->model().training_numbers.at("wall_time_s"));
+    std::printf("  wrote %s%s\n", options.out.c_str(),
+                trainer->steps_done() < run.iterations ? " (a checkpoint: resume with --resume)" : "");
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner add_train_command(CLI::App& app) {
+  auto options = std::make_shared<TrainCliOptions>();
+  auto* cmd = app.add_subcommand("train", "train a score network by denoising score matching");
+  auto& n = options->network;
+  auto& t = options->train;
+  cmd->add_option("--process", options->process, "forward process: vp, subvp, ve")->capture_default_str();
+  cmd->add_option("--arch", n.architecture, "network: mlp, unet")->capture_default_str();
+  cmd->add_option("--data", options->data,
+                  "built-in data set (checkerboard, 8gaussians, 2spirals, moons, pinwheel, rings, swissroll) or an "
+                  "HDF5 data file (/data [N, ...])")
+      ->capture_default_str();
+  cmd->add_option("--iters", t.iterations, "optimisation steps")->capture_default_str();
+  cmd->add_option("--batch", t.batch, "batch size")->capture_default_str();
+  cmd->add_option("--lr", t.lr, "peak learning rate (Adam)")->capture_default_str();
+  cmd->add_option("--warmup", t.warmup, "linear warm-up steps")->capture_default_str();
+  cmd->add_option("--decay", t.decay, "learning-rate decay: cosine or constant")->capture_default_str();
+  cmd->add_option("--lr-min-fraction", t.lr_min_fraction, "cosine decay ends at lr * this")->capture_default_str();
+  cmd->add_option("--grad-clip", t.grad_clip, "maximum gradient norm (<= 0: off)")->capture_default_str();
+  cmd->add_option("--ema", t.ema, "EMA rate of the weights (0: none)")->capture_default_str();
+  cmd->add_option("--weighting", options->weighting, "likelihood (g^2, importance-sampled t) or variance (sigma^2)")
+      ->capture_default_str();
+  cmd->add_flag("--no-importance-sampling", options->no_importance, "likelihood weighting with uniform t");
+  cmd->add_option("--parameterisation", options->parameterisation, "network output: noise, score, data")
+      ->capture_default_str();
+  cmd->add_option("--eps", t.eps, "t is drawn from [eps, T]")->capture_default_str();
+  cmd->add_option("--seed", t.seed, "seed of the initialisation, batches, times and noise")->capture_default_str();
+  cmd->add_option("--device", options->device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  cmd->add_option("--out", options->out, "output model file (also the checkpoint; with --resume: the resumed file)")->capture_default_str();
+  cmd->add_option("--resume", options->resume, "continue the run of this checkpoint (its settings are reused)");
+  cmd->add_option("--stop-after", options->stop_after, "stop (with a checkpoint) after this many steps in total");
+  cmd->add_option("--checkpoint-every", t.checkpoint_every, "steps between checkpoints")->capture_default_str();
+  cmd->add_option("--log-every", t.log_every, "steps per entry of the loss log")->capture_default_str();
+  cmd->add_option("--width", n.width, "mlp: hidden units")->capture_default_str();
+  cmd->add_option("--depth", n.depth, "mlp: hidden layers")->capture_default_str();
+  cmd->add_option("--activation", n.activation, "silu, relu, gelu, tanh, softplus")->capture_default_str();
+  cmd->add_option("--embedding", n.embedding, "time embedding: sinusoidal or fourier")->capture_default_str();
+  cmd->add_option("--embedding-dim", n.embedding_dim, "time embedding size")->capture_default_str();
+  cmd->add_option("--fourier-scale", n.fourier_scale, "std of the Fourier frequencies")->capture_default_str();
+  cmd->add_option("--channels", n.channels, "unet: base channels")->capture_default_str();
+  cmd->add_option("--channel-mult", n.channel_mult, "unet: channel multiplier per resolution")->delimiter(',');
+  cmd->add_option("--groups", n.groups, "unet: GroupNorm groups")->capture_default_str();
+  cmd->add_option("--scale", options->scale, "model space = scale * data + shift (integer data: scale * (x + u) / levels "
+                                             "+ shift; default 2 and -1 for integer data, else 1 and 0)");
+  cmd->add_option("--shift", options->shift, "see --scale");
+  cmd->add_option("--levels", options->levels, "integer data: number of levels (default: value_range's top + 1, or 256)");
+  cmd->add_flag("--quiet", options->quiet, "print no summary");
+  return [options, cmd] { return run_train(*options, *cmd); };
+}
+
 }  // namespace sdeflow::app

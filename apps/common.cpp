@@ -38,7 +38,7 @@ ProgressBar::ProgressBar(std::string label)
     : label_(std::move(label)), enabled_(::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()),
       last_(start_) {}
 
-void ProgressBar::update(int64_t done, int64_t total) {
+void ProgressBar::update(int64_t done, int64_t total, const std::string& note) {
   if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
   if (done != total && now - last_ < std::chrono::milliseconds(100)) return;
@@ -47,9 +47,10 @@ void ProgressBar::update(int64_t done, int64_t total) {
   const double fraction = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 0.0;
   const int width = 30;
   const int filled = static_cast<int>(fraction * width);
-  std::fprintf(stderr, "\r%s [%s%s] %3d%% %lld/%lld  %.1fs", label_.c_str(), std::string(filled, '#').c_str(),
+  std::fprintf(stderr, "\r%s [%s%s] %3d%% %lld/%lld  %.1fs%s%s", label_.c_str(), std::string(filled, '#').c_str(),
                std::string(width - filled, ' ').c_str(), static_cast<int>(100 * fraction),
-               static_cast<long long>(done), static_cast<long long>(total), elapsed);
+               static_cast<long long>(done), static_cast<long long>(total), elapsed, note.empty() ? "" : "  ",
+               note.c_str());
   std::fflush(stderr);
   open_ = true;
 }

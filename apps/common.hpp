@@ -22,7 +22,7 @@ const std::string& recorded_command_line();
 class ProgressBar {
  public:
   explicit ProgressBar(std::string label);   // enabled only when stderr is a terminal
-  void update(int64_t done, int64_t total);
+  void update(int64_t done, int64_t total, const std::string& note = "");   // note: e.g. "loss 0.91  212 steps/s"
   void finish();
   ~ProgressBar() { finish(); }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -20,6 +21,9 @@ namespace {
 constexpr const char* kDataFormat = "sdeflow.data";
 constexpr int64_t kDataVersion = 1;
 constexpr const char* kDataset = "data";
+constexpr const char* kNameAttribute = "name";
+constexpr const char* kSplitAttribute = "split";
+constexpr const char* kRangeAttribute = "value_range";
 // Largest magnitude up to which every integer has an exact float64 representation.
 constexpr int64_t kExactIntegerLimit = int64_t{1} << 53;
 
@@ -33,6 +37,35 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 int64_t first_true(const at::Tensor& bad_rows) {
   if (!bad_rows.any().item<bool>()) return -1;
   return bad_rows.nonzero().min().item<int64_t>();
+}
+
+std::string range_text(const std::vector<double>& range) {
+  std::string out = "[";
+  for (size_t i = 0; i < range.size(); ++i) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%s%.17g", i > 0 ? ", " : "", range[i]);
+    out += buffer;
+  }
+  return out + "]";
+}
+
+// A value_range must be [lo, hi]: two finite numbers with lo <= hi. `what` names where it came from.
+void check_range(const std::vector<double>& range, const std::string& what) {
+  const bool ok = range.size() == 2 && std::isfinite(range[0]) && std::isfinite(range[1]) && range[0] <= range[1];
+  if (!ok) {
+    throw InputError(what + ": expected 2 finite numbers [lo, hi] with lo <= hi, got " + range_text(range));
+  }
+}
+
+// The first row of `data` ([N, D], any numeric type) with a value outside [lo, hi] (NaN counts as outside), or -1.
+int64_t first_outside(const at::Tensor& data, const std::vector<double>& range) {
+  const at::Tensor values = data.to(at::kDouble);
+  return first_true((values.ge(range[0]) & values.le(range[1])).logical_not().any(1));
+}
+
+// A root string attribute, or "" if absent (InputError naming it if it is not a string).
+std::string optional_string(const h5::File& file, const std::string& name) {
+  return file.has_attribute(name) ? file.attribute_string(name) : std::string();
 }
 
 // Whether the file can be opened for reading at all; the error text otherwise (permissions, ...).
@@ -70,38 +103,62 @@ DataFile read_and_check(const std::string& path, int64_t expected_dim) {
   }
 
   const std::vector<int64_t> shape = file.dataset_shape(kDataset);
-  if (shape.size() != 2) {
-    throw InputError(what + ": expected a 2-D dataset [N, D], got " +
+  if (shape.size() < 2) {
+    throw InputError(what + ": expected a dataset [N, ...] of 2 or more dimensions (2-D [N, D], or e.g. " +
+                     "[N, C, H, W]), got " +
                      (shape.empty() ? std::string("a scalar") : "shape " + shape_text(shape) + " (" +
                                                                     std::to_string(shape.size()) + "-D)"));
   }
-  if (shape[0] == 0) throw InputError(what + ": no rows (shape " + shape_text(shape) + ")");
-  if (shape[1] == 0) throw InputError(what + ": rows have dimension 0 (shape " + shape_text(shape) + ")");
-  if (expected_dim >= 0 && shape[1] != expected_dim) {
-    throw InputError(what + ": rows have dimension " + std::to_string(shape[1]) + " but the model has dimension " +
-                     std::to_string(expected_dim));
+  const int64_t rows = shape[0];
+  const std::vector<int64_t> sample_shape(shape.begin() + 1, shape.end());
+  int64_t dim = 1;
+  for (const int64_t extent : sample_shape) dim *= extent;
+  // "(samples of shape [1, 8, 8])" where a sample is not a plain vector, so that D is explained.
+  const std::string flattened =
+      sample_shape.size() > 1 ? " (samples of shape " + shape_text(sample_shape) + ", flattened)" : "";
+  if (rows == 0) throw InputError(what + ": no rows (shape " + shape_text(shape) + ")");
+  if (dim == 0) throw InputError(what + ": rows have dimension 0 (shape " + shape_text(shape) + ")");
+  if (expected_dim >= 0 && dim != expected_dim) {
+    throw InputError(what + ": rows have dimension " + std::to_string(dim) + " but the model has dimension " +
+                     std::to_string(expected_dim) + flattened);
+  }
+
+  DataFile result;
+  result.source = path;
+  result.shape = sample_shape;
+  result.name = optional_string(file, kNameAttribute);
+  result.split = optional_string(file, kSplitAttribute);
+  if (file.has_attribute(kRangeAttribute)) {
+    result.value_range = file.attribute_doubles(kRangeAttribute);
+    check_range(result.value_range, file.describe() + " attribute '" + kRangeAttribute + "'");
   }
 
   const at::Tensor stored = file.read_tensor(kDataset);
-  if (stored.dim() != 2 || stored.size(0) != shape[0] || stored.size(1) != shape[1]) {
+  if (stored.sizes().vec() != shape) {
     throw InputError(what + ": could not be read as shape " + shape_text(shape));
   }
-  DataFile result;
-  result.source = path;
+  const at::Tensor flat = stored.reshape({rows, dim});
   result.integer = !at::isFloatingType(stored.scalar_type());
   if (result.integer) {
     if (stored.scalar_type() == at::kLong) {
-      const int64_t row = first_true(stored.abs().gt(kExactIntegerLimit).any(1));
+      const int64_t row = first_true(flat.abs().gt(kExactIntegerLimit).any(1));
       if (row >= 0) {
         throw InputError(what + ": row " + std::to_string(row) +
                          " holds an integer beyond 2^53, which float64 cannot represent exactly");
       }
     }
   } else {
-    const int64_t row = first_true(at::isfinite(stored).logical_not().any(1));
+    const int64_t row = first_true(at::isfinite(flat).logical_not().any(1));
     if (row >= 0) throw InputError(what + ": row " + std::to_string(row) + " is not finite (NaN or Inf)");
   }
-  result.data = stored.to(at::kDouble).contiguous();
+  result.data = flat.to(at::kDouble).contiguous();
+  if (!result.value_range.empty()) {
+    const int64_t row = first_outside(result.data, result.value_range);
+    if (row >= 0) {
+      throw InputError(what + ": row " + std::to_string(row) + " has a value outside value_range " +
+                       range_text(result.value_range));
+    }
+  }
   return result;
 }
 
@@ -118,10 +175,11 @@ DataFile load_data(const std::string& path, int64_t expected_dim) {
 }
 
 void save_data(const std::string& path, const at::Tensor& data, const DataAttributes& attributes) {
-  (void)attributes;
   const std::string what = path + ":/" + kDataset;
-  if (data.dim() != 2) {
-    throw InputError(what + ": expected a 2-D tensor [N, D], got " + std::to_string(data.dim()) + " dimension(s)");
+  if (data.dim() < 2) {
+    throw InputError(what + ": expected a tensor [N, ...] of 2 or more dimensions (2-D [N, D], or e.g. " +
+                     "[N, C, H, W]), got " +
+                     std::to_string(data.dim()) + " dimension(s)");
   }
   const at::ScalarType dtype = data.scalar_type();
   const bool storable = dtype == at::kDouble || dtype == at::kFloat || dtype == at::kLong || dtype == at::kInt ||
@@ -129,6 +187,16 @@ void save_data(const std::string& path, const at::Tensor& data, const DataAttrib
   if (!storable) {
     throw InputError(what + ": cannot store tensors of type " + std::string(c10::toString(dtype)) +
                      " (float64, float32 or an integer type)");
+  }
+  if (!attributes.value_range.empty()) {
+    check_range(attributes.value_range, path + ": attribute '" + kRangeAttribute + "'");
+    const int64_t rows = data.size(0);
+    const int64_t row =
+        data.numel() == 0 ? -1 : first_outside(data.to(at::kCPU).reshape({rows, -1}), attributes.value_range);
+    if (row >= 0) {
+      throw InputError(what + ": row " + std::to_string(row) + " has a value outside value_range " +
+                       range_text(attributes.value_range));
+    }
   }
 
   // A name unique to this process and call, next to the target so that the rename stays on one file system.
@@ -140,6 +208,9 @@ void save_data(const std::string& path, const at::Tensor& data, const DataAttrib
       h5::File file(temporary, h5::Mode::create);
       file.set_attribute("format", kDataFormat);
       file.set_attribute("version", kDataVersion);
+      if (!attributes.name.empty()) file.set_attribute(kNameAttribute, attributes.name);
+      if (!attributes.split.empty()) file.set_attribute(kSplitAttribute, attributes.split);
+      if (!attributes.value_range.empty()) file.set_attribute(kRangeAttribute, attributes.value_range);
       file.write_tensor(kDataset, data, /*compress=*/true);
       file.flush();
     }   // closed before the rename

@@ -49,11 +49,26 @@ ModelFile builtin_model(const std::string& name) {
   model.source = "builtin:gmm2d";
   model.process = make_linear_process("vp", {});
   model.mixture = std::make_shared<GaussianMixture>(weights, means, covariances);
+  model.score = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
   return model;
 }
 
+namespace {
+ModelFile read_model(const std::string& path);
+}  // namespace
+
 ModelFile load_model(const std::string& path) {
   if (path.rfind("builtin:", 0) == 0) return builtin_model(path.substr(8));
+  try {
+    return read_model(path);
+  } catch (const IoError& error) {
+    // HDF5 could not read what looked like a model file (truncated, corrupt): a bad input file.
+    throw InputError(error.what());
+  }
+}
+
+namespace {
+ModelFile read_model(const std::string& path) {
   h5::File file(path, h5::Mode::read);
   for (const char* attribute : {"format", "version", "kind"}) {
     if (!file.has_attribute(attribute)) throw InputError(file.describe() + ": missing root attribute '" + attribute + "'");
@@ -70,7 +85,16 @@ ModelFile load_model(const std::string& path) {
   ModelFile model;
   model.kind = file.attribute_string("kind");
   model.source = path;
-  if (model.kind != "gmm") throw InputError(file.describe() + ": unsupported model kind '" + model.kind + "' (known: gmm)");
+  if (model.kind == "network") {
+    model.network = std::make_shared<NetworkModel>(read_network_model(file));
+    model.process = model.network->process;
+    model.score = std::make_shared<NetworkScore>(model.network->evaluation_network(), model.network->parameterisation,
+                                                 model.process);
+    return model;
+  }
+  if (model.kind != "gmm") {
+    throw InputError(file.describe() + ": unsupported model kind '" + model.kind + "' (known: gmm, network)");
+  }
   model.process = read_process(file.group("process"));
   const auto group = file.group("gmm");
   const auto weights = group.read_tensor("weights", at::kDouble, {-1});
@@ -83,7 +107,21 @@ ModelFile load_model(const std::string& path) {
   } catch (const InputError& error) {
     throw InputError(file.describe() + ": " + error.what());
   }
+  model.score = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
   return model;
+}
+}  // namespace
+
+void ModelFile::place(const at::Device& device, at::ScalarType dtype) const {
+  if (network) network->evaluation_network()->to(device, dtype);
+}
+
+const GaussianMixture& ModelFile::require_mixture(const std::string& what) const {
+  if (!mixture) {
+    throw InputError(what + " needs a Gaussian-mixture model (its exact density); " + source + " is a " + kind +
+                     " model");
+  }
+  return *mixture;
 }
 
 void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture) {

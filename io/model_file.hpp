@@ -1,20 +1,30 @@
 #pragma once
 // Model files (docs/formats.md, "Model files"): root attributes format = "sdeflow.model", version = 1,
 // kind; group /process with the forward process; for kind = "gmm" the exact Gaussian mixture
-// /gmm/weights [K], /gmm/means [K, D], /gmm/covariances [K, D, D] (float64).
+// /gmm/weights [K], /gmm/means [K, D], /gmm/covariances [K, D, D] (float64); for kind = "network" a trained
+// score network (io/network_file.hpp).
 #include <memory>
 #include <string>
 
+#include "io/network_file.hpp"
 #include "networks/gmm.hpp"
 #include "processes/linear.hpp"
 
 namespace sdeflow {
 
 struct ModelFile {
-  std::string kind;                                  // "gmm"
+  std::string kind;                                  // "gmm" | "network"
   std::string source;                                // the path, or "builtin:<name>"
   std::shared_ptr<LinearProcess> process;
+  std::shared_ptr<ScoreModel> score;                 // every kind: what solvers and the likelihood code see
   std::shared_ptr<GaussianMixture> mixture;          // kind == "gmm"
+  std::shared_ptr<NetworkModel> network;             // kind == "network" (its evaluation weights drive `score`)
+
+  int64_t dim() const { return score->dim(); }
+  // Moves a network to the device and dtype a command computes in (a mixture evaluates wherever x is).
+  void place(const at::Device& device, at::ScalarType dtype) const;
+  // InputError unless the model is a Gaussian mixture (commands that need its exact density).
+  const GaussianMixture& require_mixture(const std::string& what) const;
 };
 
 // Reads and validates a model file; every problem throws InputError naming the file and the object.

@@ -94,13 +94,12 @@ Problem make_problem(const ConvergenceOptions& options) {
                            : "dX = (-sin(3X) - 0.5 X) dt + 0.8 dW, X0 = 1, t in [0, 1]";
   } else if (options.problem == "model") {
     const auto model = load_model(options.model);
-    auto score = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
-    p.term = std::make_shared<ReverseSde>(model.process, score);
+    p.term = std::make_shared<ReverseSde>(model.process, model.score);
     const auto range = model.process->time_range();
     p.t0 = range.T;
     p.t1 = range.eps;
     auto generator = at::detail::createCPUGenerator(options.seed + 17);
-    p.x0 = model.process->prior_sample(options.paths, model.mixture->dim(), kF64, generator);
+    p.x0 = model.process->prior_sample(options.paths, model.dim(), kF64, generator);
     p.description = "reverse-time SDE of " + model.source + " (process " + model.process->name() + ") from T to eps";
   } else {
     throw InputError("convergence: unknown problem '" + options.problem + "' (known: gbm, ou, additive, model)");

@@ -48,7 +48,8 @@ void validate(const WorkPrecisionOptions& options) {
 std::vector<WorkPrecisionTable> run_work_precision(const WorkPrecisionOptions& options, std::string& description) {
   validate(options);
   const auto model_file = load_model(options.model);
-  auto model = std::make_shared<GaussianMixtureScore>(model_file.mixture, model_file.process);
+  model_file.require_mixture("work-precision");
+  auto model = model_file.score;
   auto flow = std::make_shared<ProbabilityFlow>(model_file.process, model);
   const auto range = model_file.process->time_range();
   const auto f64 = at::TensorOptions().dtype(at::kDouble);

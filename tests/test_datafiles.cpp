@@ -189,9 +189,17 @@ BOOST_AUTO_TEST_CASE(bad_data_objects_are_named) {
   write_raw(one_d, torch::ones({5}, f64));
   check_input_error([&] { sdeflow::load_data(one_d); }, {one_d + ":/data", "2-D", "[5]", "1-D"});
 
+  // [N, ...] with more sample axes is accepted and flattened; D = the product of the sample axes.
   const std::string three_d = path_in(dir, "three_d.h5");
-  write_raw(three_d, torch::ones({2, 3, 4}, f64));
-  check_input_error([&] { sdeflow::load_data(three_d); }, {three_d + ":/data", "2-D", "[2, 3, 4]"});
+  write_raw(three_d, torch::arange(24, f64).reshape({2, 3, 4}));
+  const sdeflow::DataFile flattened = sdeflow::load_data(three_d, 12);
+  BOOST_TEST(flattened.shape == (std::vector<int64_t>{3, 4}), boost::test_tools::per_element());
+  BOOST_TEST(torch::equal(flattened.data, torch::arange(24, f64).reshape({2, 12})));
+  check_input_error([&] { sdeflow::load_data(three_d, 4); },
+                    {three_d + ":/data: rows have dimension 12 but the model has dimension 4", "[3, 4]"});
+  const std::string empty_axis = path_in(dir, "empty_axis.h5");
+  write_raw(empty_axis, torch::zeros({4, 3, 0}, f64));
+  check_input_error([&] { sdeflow::load_data(empty_axis); }, {empty_axis + ":/data", "dimension 0", "[4, 3, 0]"});
 
   const std::string scalar = path_in(dir, "scalar.h5");
   write_raw(scalar, torch::tensor(1.5, f64));
@@ -280,6 +288,130 @@ BOOST_AUTO_TEST_CASE(non_finite_values_name_the_first_bad_row) {
   const std::string row0 = path_in(dir, "row0.h5");
   sdeflow::save_data(row0, first);
   check_input_error([&] { sdeflow::load_data(row0); }, {row0 + ":/data", "row 0 is not finite"});
+}
+
+BOOST_AUTO_TEST_CASE(images_round_trip_with_their_shape) {
+  const auto dir = sdeflow::test::scratch_dir("datafiles_images");
+  const std::string path = path_in(dir, "images.h5");
+  // [N, 1, 8, 8] uint8 images with values 0..16 (the digits layout, docs/datasets.md).
+  const at::Tensor images =
+      (torch::arange(5 * 64, torch::kLong) * 7).remainder(17).to(torch::kByte).reshape({5, 1, 8, 8});
+  sdeflow::save_data(path, images, {"digits", "test", {0.0, 16.0}});
+  {
+    h5::File file(path, h5::Mode::read);
+    BOOST_TEST(file.dataset_type_name("data") == "uint8");
+    BOOST_TEST(file.dataset_shape("data") == (std::vector<int64_t>{5, 1, 8, 8}), boost::test_tools::per_element());
+  }
+  const sdeflow::DataFile loaded = sdeflow::load_data(path, 64);
+  BOOST_TEST(loaded.integer);
+  BOOST_TEST(loaded.shape == (std::vector<int64_t>{1, 8, 8}), boost::test_tools::per_element());
+  BOOST_TEST(loaded.data.sizes().vec() == (std::vector<int64_t>{5, 64}), boost::test_tools::per_element());
+  BOOST_TEST(loaded.data.scalar_type() == at::kDouble);
+  BOOST_TEST(torch::equal(loaded.data, images.reshape({5, 64}).to(torch::kDouble)));
+  BOOST_TEST(torch::equal(loaded.data.reshape({5, 1, 8, 8}).to(torch::kByte), images));
+  check_input_error([&] { sdeflow::load_data(path, 8); },
+                    {path + ":/data: rows have dimension 64 but the model has dimension 8", "[1, 8, 8]"});
+  // A 2-D file reports its sample shape as [D].
+  const std::string vectors = path_in(dir, "vectors.h5");
+  sdeflow::save_data(vectors, sample_data());
+  BOOST_TEST(sdeflow::load_data(vectors).shape == std::vector<int64_t>{3}, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(attributes_round_trip_and_are_optional) {
+  const auto dir = sdeflow::test::scratch_dir("datafiles_attributes");
+  const std::string path = path_in(dir, "named.h5");
+  sdeflow::save_data(path, sample_data(), {"toy", "train", {-2.5, 3.5}});
+  {
+    h5::File file(path, h5::Mode::read);
+    BOOST_TEST(file.attribute_string("name") == "toy");
+    BOOST_TEST(file.attribute_string("split") == "train");
+    BOOST_TEST(file.attribute_doubles("value_range") == (std::vector<double>{-2.5, 3.5}),
+               boost::test_tools::per_element());
+  }
+  const sdeflow::DataFile loaded = sdeflow::load_data(path, 3);
+  BOOST_TEST(loaded.name == "toy");
+  BOOST_TEST(loaded.split == "train");
+  BOOST_TEST(loaded.value_range == (std::vector<double>{-2.5, 3.5}), boost::test_tools::per_element());
+  BOOST_TEST(torch::equal(loaded.data, sample_data()));
+
+  // Empty attributes are not written; absent ones read as empty.
+  const std::string plain = path_in(dir, "plain.h5");
+  sdeflow::save_data(plain, sample_data(), {"", "test", {}});
+  {
+    h5::File file(plain, h5::Mode::read);
+    BOOST_TEST(!file.has_attribute("name"));
+    BOOST_TEST(!file.has_attribute("value_range"));
+  }
+  const sdeflow::DataFile bare = sdeflow::load_data(plain);
+  BOOST_TEST(bare.name.empty());
+  BOOST_TEST(bare.split == "test");
+  BOOST_TEST(bare.value_range.empty());
+
+  // A range whose ends are the data's extremes is fine (closed interval).
+  const at::Tensor data = sample_data();
+  const std::string tight = path_in(dir, "tight.h5");
+  sdeflow::save_data(tight, data, {"", "", {data.min().item<double>(), data.max().item<double>()}});
+  BOOST_TEST(torch::equal(sdeflow::load_data(tight).data, data));
+  // A name that is not a string is named.
+  const std::string numeric_name = path_in(dir, "numeric_name.h5");
+  sdeflow::save_data(numeric_name, data);
+  h5::File(numeric_name, h5::Mode::read_write).set_attribute("name", int64_t{3});
+  check_input_error([&] { sdeflow::load_data(numeric_name); }, {numeric_name, "'name'", "string"});
+}
+
+BOOST_AUTO_TEST_CASE(values_outside_value_range_name_the_first_row) {
+  const auto dir = sdeflow::test::scratch_dir("datafiles_value_range");
+  at::Tensor images = torch::full({6, 1, 2, 2}, 3, torch::kByte);
+  images[2][0][1][1] = 17;
+  images[4][0][0][0] = 200;
+  // save_data refuses them, before anything is written ...
+  const std::string refused = path_in(dir, "refused.h5");
+  check_input_error([&] { sdeflow::save_data(refused, images, {"digits", "", {0.0, 16.0}}); },
+                    {refused + ":/data", "row 2", "value_range [0, 16]"});
+  BOOST_TEST(directory_listing(dir).empty());
+  // ... and load_data names the first bad row of a file written without the check.
+  const std::string path = path_in(dir, "outside.h5");
+  write_raw(path, images);
+  h5::File(path, h5::Mode::read_write).set_attribute("value_range", std::vector<double>{0.0, 16.0});
+  check_input_error([&] { sdeflow::load_data(path); },
+                    {path + ":/data: row 2 has a value outside value_range [0, 16]"});
+  // Floats below the range too, and NaN is refused as not finite first.
+  at::Tensor values = sample_data();
+  const std::string below = path_in(dir, "below.h5");
+  write_raw(below, values);
+  h5::File(below, h5::Mode::read_write).set_attribute("value_range", std::vector<double>{-1.0, 100.0});
+  check_input_error([&] { sdeflow::load_data(below); }, {below + ":/data", "row 0", "outside value_range [-1, 100]"});
+  values[1][1] = std::numeric_limits<double>::quiet_NaN();
+  check_input_error([&] { sdeflow::save_data(below, values, {"", "", {-10.0, 10.0}}); }, {below + ":/data", "row 1"});
+}
+
+BOOST_AUTO_TEST_CASE(malformed_value_range_attributes_are_named) {
+  const auto dir = sdeflow::test::scratch_dir("datafiles_bad_range");
+  const auto write_with_range = [&](const std::string& name, const std::vector<double>& range) {
+    const std::string path = path_in(dir, name);
+    sdeflow::save_data(path, sample_data());
+    h5::File(path, h5::Mode::read_write).set_attribute("value_range", range);
+    return path;
+  };
+  const std::string three = write_with_range("three.h5", {0.0, 1.0, 2.0});
+  check_input_error([&] { sdeflow::load_data(three); }, {three, "'value_range'", "2 finite numbers", "[0, 1, 2]"});
+  const std::string reversed = write_with_range("reversed.h5", {5.0, -5.0});
+  check_input_error([&] { sdeflow::load_data(reversed); }, {reversed, "'value_range'", "lo <= hi", "[5, -5]"});
+  const std::string infinite = write_with_range("infinite.h5", {0.0, std::numeric_limits<double>::infinity()});
+  check_input_error([&] { sdeflow::load_data(infinite); }, {infinite, "'value_range'"});
+  const std::string text = path_in(dir, "text.h5");
+  sdeflow::save_data(text, sample_data());
+  h5::File(text, h5::Mode::read_write).set_attribute("value_range", "0..16");
+  check_input_error([&] { sdeflow::load_data(text); }, {text, "'value_range'", "expected numbers"});
+  const std::string scalar = path_in(dir, "scalar.h5");
+  sdeflow::save_data(scalar, sample_data());
+  h5::File(scalar, h5::Mode::read_write).set_attribute("value_range", 16.0);
+  check_input_error([&] { sdeflow::load_data(scalar); }, {scalar, "'value_range'", "2 finite numbers"});
+  // save_data checks the range it is given the same way, and writes nothing.
+  const std::string unsaved = path_in(dir, "unsaved.h5");
+  check_input_error([&] { sdeflow::save_data(unsaved, sample_data(), {"", "", {1.0}}); }, {unsaved, "'value_range'"});
+  check_input_error([&] { sdeflow::save_data(unsaved, sample_data(), {"", "", {2.0, 1.0}}); }, {unsaved, "lo <= hi"});
+  BOOST_TEST(!std::filesystem::exists(unsaved));
 }
 
 // ---------------------------------------------------------------------------------------------------

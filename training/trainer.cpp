@@ -1,1 +1,256 @@
-// placeholder: being written
+// The training loop: one Adam step of denoising score matching per call, warm-up and cosine decay, gradient
+// clipping, EMA, and checkpoints written atomically into a model file that also carries Adam's moments, so that
+// a resumed run repeats the uninterrupted one step for step (docs/training.md).
+#include "training/trainer.hpp"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/device.hpp"
+#include "core/error.hpp"
+#include "core/tensor.hpp"
+#include "io/h5.hpp"
+
+namespace sdeflow {
+
+namespace {
+
+constexpr uint64_t kTimeStream = 2, kNoiseStream = 3, kDequantStream = 4;
+
+std::vector<int64_t> batch_shape(int64_t batch, const std::vector<int64_t>& shape) {
+  std::vector<int64_t> out{batch};
+  out.insert(out.end(), shape.begin(), shape.end());
+  return out;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<TrainingData> data, at::Device device)
+    : Trainer(std::move(model), std::move(options), std::move(data), device, true) {}
+
+Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<TrainingData> data, at::Device device,
+                 bool fresh)
+    : model_(std::move(model)), options_(std::move(options)), data_(std::move(data)), device_(device) {
+  validate(options_);
+  if (!model_.process) throw InputError("training: no process");
+  if (const auto rows = data_->rows(); rows && options_.batch > *rows) {
+    throw InputError("--batch " + std::to_string(options_.batch) + " is larger than the data set " + data_->name() +
+                     " (" + std::to_string(*rows) + " rows)");
+  }
+  if (fresh) {
+    validate(model_.config);
+    model_.network = make_network(model_.config, options_.seed);
+    model_.ema = options_.ema > 0 ? make_network(model_.config, options_.seed) : nullptr;
+    store_options(options_, model_);
+  }
+  model_.network->to(device_, at::kFloat);
+  model_.network->train();
+  for (auto& parameter : model_.network->parameters()) parameter.set_requires_grad(true);
+  if (model_.ema) {
+    model_.ema->to(device_, at::kFloat);
+    model_.ema->eval();
+    for (auto& parameter : model_.ema->parameters()) parameter.set_requires_grad(false);
+  }
+  times_ = std::make_unique<TimeSampler>(model_.process, options_.weighting, options_.importance_sampling, options_.eps);
+  std::vector<at::Tensor> parameters;
+  for (const auto& item : model_.network->named_parameters()) {
+    names_.push_back(item.key());
+    parameters.push_back(item.value());
+  }
+  optimizer_ = std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(options_.lr));
+  model_.training_text["dataset"] = data_->name();
+  if (model_.loss_step.defined()) {
+    const auto steps = model_.loss_step.to(at::kLong).contiguous();
+    const auto losses = model_.loss.to(at::kDouble).contiguous();
+    log_steps_.assign(steps.data_ptr<int64_t>(), steps.data_ptr<int64_t>() + steps.numel());
+    log_losses_.assign(losses.data_ptr<double>(), losses.data_ptr<double>() + losses.numel());
+  }
+}
+
+double Trainer::learning_rate(int64_t step) const {
+  double factor = 1.0;
+  if (options_.warmup > 0) factor = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(options_.warmup));
+  if (options_.decay == "cosine") {
+    const double progress = static_cast<double>(step) / static_cast<double>(std::max<int64_t>(options_.iterations, 1));
+    factor *= options_.lr_min_fraction + (1 - options_.lr_min_fraction) * 0.5 * (1 + std::cos(M_PI * progress));
+  }
+  return options_.lr * factor;
+}
+
+double Trainer::step() {
+  const auto& process = *model_.process;
+  const auto shape = data_->shape();
+  const int64_t batch = options_.batch;
+  // The data-space batch, mapped to model space (integer data dequantised with fresh uniform noise).
+  auto x = data_->batch(step_, batch, options_.seed);
+  const auto& scaling = model_.data;
+  if (data_->integer()) {
+    auto generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kDequantStream));
+    x = (x + at::rand(x.sizes(), generator, x.options())) / static_cast<double>(scaling.levels);
+  }
+  x = scaling.scale * x + scaling.shift;
+  auto time_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kTimeStream));
+  const auto [t64, weight64] = times_->sample(batch, time_generator);
+  const auto alpha = per_sample(process.alpha(t64)), sigma = per_sample(process.sigma(t64));
+  auto noise_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kNoiseStream));
+  const auto z64 = at::randn(x.sizes(), noise_generator, x.options());
+  const auto xt64 = alpha * x + sigma * z64;
+
+  const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
+  const auto x0 = x.to(f32), z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32), weight = weight64.to(f32);
+  const auto prediction = model_.network->forward(xt.reshape(batch_shape(batch, shape)), t).reshape({batch, -1});
+  const auto loss = denoising_loss(prediction, model_.parameterisation, x0, xt, z, t, weight, process).mean();
+
+  optimizer_->zero_grad();
+  loss.backward();
+  const double value = loss.item<double>();
+  if (!std::isfinite(value)) {
+    throw NumericalError("training diverged at step " + std::to_string(step_ + 1) +
+                         ": the loss is not finite (try a smaller --lr); the last checkpoint is kept");
+  }
+  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.network->parameters(), options_.grad_clip);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate(step_));
+  }
+  optimizer_->step();
+  update_ema();
+  ++step_;
+  last_loss_ = value;
+  block_sum_ += value;
+  ++block_count_;
+  if (block_count_ == options_.log_every) {
+    log_steps_.push_back(step_);
+    log_losses_.push_back(block_sum_ / static_cast<double>(block_count_));
+    block_sum_ = 0;
+    block_count_ = 0;
+  }
+  return value;
+}
+
+void Trainer::update_ema() {
+  if (!model_.ema) return;
+  torch::NoGradGuard no_grad;
+  const double rate = options_.ema;
+  auto ema = model_.ema->named_parameters();
+  for (const auto& item : model_.network->named_parameters()) {
+    ema[item.key()].mul_(rate).add_(item.value().detach(), 1 - rate);
+  }
+  auto ema_buffers = model_.ema->named_buffers();
+  for (const auto& item : model_.network->named_buffers()) ema_buffers[item.key()].copy_(item.value());
+}
+
+void Trainer::run(const std::string& out, int64_t stop_after,
+                  const std::function<void(const TrainProgress&)>& progress) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t first = step_;
+  const int64_t last = stop_after > 0 ? std::min(stop_after, options_.iterations) : options_.iterations;
+  while (step_ < last) {
+    step();
+    if (step_ % options_.checkpoint_every == 0 && step_ < last) save_checkpoint(out);
+    if (progress) {
+      TrainProgress p;
+      p.step = step_;
+      p.iterations = options_.iterations;
+      p.loss = log_losses_.empty() ? last_loss_ : log_losses_.back();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      p.steps_per_second = seconds > 0 ? static_cast<double>(step_ - first) / seconds : 0.0;
+      progress(p);
+    }
+  }
+  model_.training_numbers["wall_time_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() +
+      (model_.training_numbers.count("wall_time_s") && first > 0 ? model_.training_numbers["wall_time_s"] : 0.0);
+  save_checkpoint(out);
+}
+
+void Trainer::save_checkpoint(const std::string& path) {
+  model_.training_numbers["steps"] = static_cast<double>(step_);
+  model_.training_numbers["final_loss"] = log_losses_.empty() ? last_loss_ : log_losses_.back();
+  model_.training_numbers["log_block_sum"] = block_sum_;
+  model_.training_numbers["log_block_count"] = static_cast<double>(block_count_);
+  model_.loss_step = at::tensor(log_steps_, at::TensorOptions().dtype(at::kLong));
+  model_.loss = at::tensor(log_losses_, at::TensorOptions().dtype(at::kDouble));
+  if (log_steps_.empty()) {
+    model_.loss_step = at::zeros({0}, at::kLong);
+    model_.loss = at::zeros({0}, at::kDouble);
+  }
+  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    {
+      h5::File file(temporary, h5::Mode::create);
+      write_network_model(file, model_);
+      const auto training = file.has("training") ? file.group("training") : file.create_group("training");
+      const auto group = training.create_group("optimizer");
+      const auto parameters = optimizer_->param_groups().front().params();
+      for (size_t i = 0; i < parameters.size(); ++i) {
+        const auto found = optimizer_->state().find(parameters[i].unsafeGetTensorImpl());
+        if (found == optimizer_->state().end()) continue;   // never stepped
+        const auto& state = static_cast<const torch::optim::AdamParamState&>(*found->second);
+        const auto entry = group.create_group(names_[i]);
+        entry.set_attribute("step", static_cast<int64_t>(state.step()));
+        entry.write_tensor("exp_avg", state.exp_avg());
+        entry.write_tensor("exp_avg_sq", state.exp_avg_sq());
+      }
+      file.flush();
+    }
+    std::error_code error;
+    std::filesystem::rename(temporary, path, error);
+    if (error) throw IoError(path + ": cannot move the checkpoint into place (" + error.message() + ")");
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, std::shared_ptr<TrainingData> data,
+                                         at::Device device) {
+  auto model = load_network_model(checkpoint);
+  const auto options = stored_options(model);
+  if (data->name() != model.data.name || data->shape() != model.data.shape) {
+    throw InputError(checkpoint + ": was trained on " + model.data.name + " " + shape_text(model.data.shape) +
+                     ", not on " + data->name() + " " + shape_text(data->shape()));
+  }
+  if (options.ema > 0 && !model.ema) throw InputError(checkpoint + ": /network/ema is missing (the run keeps an EMA)");
+  const int64_t steps = static_cast<int64_t>(model.training_numbers.at("steps"));
+  std::unique_ptr<Trainer> trainer(new Trainer(std::move(model), options, std::move(data), device, false));
+  trainer->step_ = steps;
+  const auto& numbers = trainer->model_.training_numbers;
+  if (numbers.count("log_block_sum")) trainer->block_sum_ = numbers.at("log_block_sum");
+  if (numbers.count("log_block_count")) trainer->block_count_ = static_cast<int64_t>(numbers.at("log_block_count"));
+  trainer->last_loss_ = numbers.count("final_loss") ? numbers.at("final_loss") : 0.0;
+
+  h5::File file(checkpoint, h5::Mode::read);
+  if (!file.has("training") || !file.group("training").has("optimizer")) {
+    throw InputError(file.describe("training/optimizer") + ": missing (a model file without optimizer state cannot be resumed)");
+  }
+  const auto group = file.group("training").group("optimizer");
+  const auto parameters = trainer->optimizer_->param_groups().front().params();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const auto& name = trainer->names_[i];
+    if (!group.has(name)) {
+      if (steps == 0) continue;
+      throw InputError(group.describe(name) + ": missing optimizer state");
+    }
+    const auto entry = group.group(name);
+    const auto shape = parameters[i].sizes().vec();
+    auto state = std::make_unique<torch::optim::AdamParamState>();
+    state->step(entry.attribute_int("step"));
+    state->exp_avg(entry.read_tensor("exp_avg", at::kFloat, shape).to(device));
+    state->exp_avg_sq(entry.read_tensor("exp_avg_sq", at::kFloat, shape).to(device));
+    trainer->optimizer_->state()[parameters[i].unsafeGetTensorImpl()] = std::move(state);
+  }
+  return trainer;
+}
+
+}  // namespace sdeflow
