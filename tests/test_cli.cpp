@@ -160,8 +160,10 @@ BOOST_AUTO_TEST_CASE(bad_input_gives_exit_status_two_and_a_named_problem) {
   spec.version = 7;
   expect_input_error("sample --model " + write_model(dir / "version.h5", spec) + o, "unsupported version 7", out);
   spec = {};
-  spec.kind = "network";
-  expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "unsupported model kind 'network'", out);
+  spec.kind = "flow";
+  expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "unsupported model kind 'flow'", out);
+  spec.kind = "network";   // a mixture file that claims to be a network: its /network group is named
+  expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "kind.h5:/network: no such group", out);
   spec = {};
   spec.process = "cld";
   expect_input_error("sample --model " + write_model(dir / "process.h5", spec) + o, "unknown process 'cld'", out);
