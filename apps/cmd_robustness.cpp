@@ -74,6 +74,7 @@ int run(Options& options) {
     file->set_attribute("data", data_source);
     file->set_attribute("trace", options.study.trace);
     file->set_attribute("prior", options.study.prior);
+    file->set_attribute("grid", options.study.grid);
     file->set_attribute("command_line", recorded_command_line());
     file->set_attribute("sdeflow_version", std::string(SDEFLOW_VERSION));
     file->set_attribute("format", "sdeflow.robustness");
@@ -174,6 +175,7 @@ Runner add_robustness_command(CLI::App& app) {
   cmd->add_option("--model", options->model, "model file (HDF5), or builtin:gmm2d")->capture_default_str();
   cmd->add_option("--data", options->data, "held-out data (/data [N, D]); default: exact samples of the mixture");
   cmd->add_option("--samplers", s.samplers, "comma-separated samplers")->delimiter(',')->capture_default_str();
+  cmd->add_option("--grid", s.grid, "time grid of the samplers: uniform, quadratic, logsnr, karras")->capture_default_str();
   cmd->add_option("--steps", s.steps, "comma-separated step counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--n", s.n, "samples per (sampler, steps)")->capture_default_str();
   cmd->add_option("--seed", s.seed, "random seed")->capture_default_str();

@@ -1,12 +1,14 @@
 // The discretisation-robustness study (docs/studies.md).
 #include "studies/robustness.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
 #include "core/error.hpp"
 #include "likelihood/likelihood.hpp"
 #include "processes/sampling.hpp"
+#include "solvers/diffusion_ode.hpp"
 #include "solvers/ode.hpp"
 #include "solvers/registry.hpp"
 #include "studies/metrics.hpp"
@@ -24,6 +26,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 void validate(const RobustnessOptions& options) {
   if (options.samplers.empty() && options.nll_solvers.empty()) throw InputError("robustness: nothing to run");
   for (const auto& s : options.samplers) (void)solver_info(s);
+  const auto grids = time_grid_kinds();
+  if (std::find(grids.begin(), grids.end(), options.grid) == grids.end()) {
+    throw InputError("robustness: unknown --grid '" + options.grid + "' (known: uniform, quadratic, logsnr, karras)");
+  }
   for (int64_t s : options.steps) {
     if (s <= 0) throw InputError("robustness: step counts must be positive, got " + std::to_string(s));
   }
@@ -70,6 +76,7 @@ RobustnessFloor run_robustness(std::shared_ptr<const LinearProcess> process, std
       request.model = model;
       request.solver = sampler;
       request.steps = steps;
+      request.grid = options.grid;
       request.n = options.n;
       request.seed = options.seed;
       const auto start = std::chrono::steady_clock::now();

@@ -18,6 +18,7 @@ namespace sdeflow {
 struct RobustnessOptions {
   std::vector<std::string> samplers = {"em", "pc", "euler", "heun", "rk4"};
   std::vector<int64_t> steps = {10, 20, 50, 100, 200};
+  std::string grid = "uniform";            // time grid of every sampler: uniform | quadratic | logsnr | karras
   int64_t n = 2000;                        // samples per (sampler, steps)
   uint64_t seed = 0;
   double bandwidth = 0.0;                  // RBF kernel; <= 0: median heuristic on the held-out data, fixed once

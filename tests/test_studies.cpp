@@ -91,6 +91,7 @@ BOOST_AUTO_TEST_CASE(robustness_command_writes_its_tables) {
   BOOST_TEST_REQUIRE(result.exit_status == 0, result.output);
   h5::File file(out, h5::Mode::read);
   BOOST_TEST(file.attribute_string("format") == "sdeflow.robustness");
+  BOOST_TEST(file.attribute_string("grid") == "uniform");
   BOOST_TEST(file.attribute_int("complete") == 1);
   const auto em = file.group("sampling").group("em");
   const auto ll = em.read_tensor("mean_log_likelihood");
@@ -111,6 +112,7 @@ BOOST_AUTO_TEST_CASE(robustness_command_writes_its_tables) {
   for (const auto& [arguments, message] : std::vector<std::pair<std::string, std::string>>{
            {"robustness --samplers em,xx", "unknown solver 'xx'"},
            {"robustness --steps 10,0", "step counts must be positive"},
+           {"robustness --grid cosine", "unknown --grid 'cosine'"},
            {"robustness --nll-solvers rk4", "is not adaptive"},
            {"robustness --tolerances 1e-3,-1", "tolerances must be positive"},
            {"robustness --n 1", "--n must be at least 2"}}) {
