@@ -15,6 +15,9 @@
 #                wall_time_s (/training attribute: the training loop alone, from the first step to the last,
 #                without the process start, the network setup and the final checkpoint write).
 #   all steps/s  W+N over the time of all W+N steps (sdeflow: wall_time_s of the W+N run).
+#   steps per CPU second  N over the CPU time (user + system, all threads) of the N steps: PyTorch in-process
+#                (time.process_time); sdeflow the difference of the two runs' process CPU times (/usr/bin/time: the
+#                startup cancels). Robust to other jobs on the machine with 1 thread; with 2 it counts spinning.
 #   max RSS      the whole process's peak resident memory (/usr/bin/time -f %M; includes loading LibTorch, or
 #                importing torch), of the W+N run.
 #   GPU memory   CUDA rows: the peak device memory in use while the process ran, minus the value before it
@@ -96,15 +99,17 @@ else
   trap 'rm -rf "$work"' EXIT
 fi
 
-# Peak RSS (KiB) of a command into $1: /usr/bin/time when present, else Python's RUSAGE_CHILDREN.
+# Peak RSS (KiB), user and system CPU seconds of a command into $1 ("KiB user sys"): /usr/bin/time when present,
+# else Python's RUSAGE_CHILDREN.
 measure() {
   local rss_file="$1"; shift
   if [[ -x /usr/bin/time ]]; then
-    /usr/bin/time -f "%M" -o "$rss_file" "$@"
+    /usr/bin/time -f "%M %U %S" -o "$rss_file" "$@"
   else
     "$py" -c 'import resource, subprocess, sys
 r = subprocess.run(sys.argv[2:]).returncode
-open(sys.argv[1], "w").write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%d %.3f %.3f\n" % (u.ru_maxrss, u.ru_utime, u.ru_stime))
 sys.exit(r)' "$rss_file" "$@"
   fi
 }
@@ -137,7 +142,9 @@ path, rss, gpu, iters = sys.argv[1:5]
 with h5py.File(path, "r") as f:
     attrs = f["training"].attrs
     out = {"wall_time_s": float(attrs["wall_time_s"]), "steps": int(attrs["steps"]), "final_loss": float(attrs["final_loss"])}
-out["max_rss_mib"] = int(open(rss).read().split()[-1]) / 1024.0
+kib, user, system = open(rss).read().split()[-3:]
+out["max_rss_mib"] = int(kib) / 1024.0
+out["process_cpu_s"] = float(user) + float(system)   # the whole process, startup included
 if os.path.exists(gpu):
     out["gpu_mib"] = float(open(gpu).read().split()[0])
 print(json.dumps(out))
@@ -211,15 +218,15 @@ echo "  load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$py" - "$work" "$rows" "$repeat" > "$work/summary.md" <<'EOF'
 import json, os, sys
 work, rows, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
-base = {k: int(open(os.path.join(work, f"base-{k}.rss")).read().split()[-1]) / 1024.0 for k in ("sdeflow", "pytorch")}
+base = {k: int(open(os.path.join(work, f"base-{k}.rss")).read().split()[-3]) / 1024.0 for k in ("sdeflow", "pytorch")}
 def load(name):
     p = os.path.join(work, name + ".json")
     return json.load(open(p)) if os.path.exists(p) else None
 def fmt(v, digits=3):
     return "—" if v is None else f"{v:.{digits}g}"
 print("| device | threads | batch | timed steps | sdeflow steps/s | PyTorch steps/s | ratio sdeflow / PyTorch "
-      "| all steps: sdeflow / PyTorch steps/s (ratio) | max RSS sdeflow / PyTorch (MiB) | GPU memory sdeflow / PyTorch (MiB) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| steps per CPU second: sdeflow / PyTorch (ratio) | all steps: sdeflow / PyTorch steps/s (ratio) | max RSS sdeflow / PyTorch (MiB) | GPU memory sdeflow / PyTorch (MiB) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for line in open(rows):
     dev, t, b, w, n = line.split()
     w, n = int(w), int(n)
@@ -232,6 +239,8 @@ for line in open(rows):
     s_all = (w + n) / full_s
     p_rate = max(x["steps_per_s"] for x in pt)
     p_all = max(x["all_steps_per_s"] for x in pt)
+    s_cpu = n / (min(x["process_cpu_s"] for x in full) - (min(x["process_cpu_s"] for x in warm) if warm else 0.0))
+    p_cpu = n / min(x["timed_cpu_s"] for x in pt)
     s_rss = max(x["max_rss_mib"] for x in full)
     p_rss = max(x["max_rss_mib"] for x in pt)
     gpu = "—"
@@ -241,7 +250,7 @@ for line in open(rows):
         pa = max(x["cuda_max_allocated_mib"] for x in pt)
         gpu = f"{fmt(sg, 4)} / {fmt(pg, 4)} (PyTorch max_memory_allocated {pa:.1f})"
     print(f"| {dev} | {t} | {b} | {n} | {s_rate:.1f} | {p_rate:.1f} | **{s_rate / p_rate:.2f}** "
-          f"| {s_all:.1f} / {p_all:.1f} ({s_all / p_all:.2f}) | {s_rss:.0f} / {p_rss:.0f} | {gpu} |")
+          f"| {s_cpu:.1f} / {p_cpu:.1f} ({s_cpu / p_cpu:.2f}) | {s_all:.1f} / {p_all:.1f} ({s_all / p_all:.2f}) | {s_rss:.0f} / {p_rss:.0f} | {gpu} |")
 print()
 print(f"Max RSS of loading the libraries alone, no training: sdeflow --version {base['sdeflow']:.0f} MiB, "
       f"python -c 'import torch' {base['pytorch']:.0f} MiB.")
