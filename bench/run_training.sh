@@ -235,11 +235,13 @@ for line in open(rows):
     pt = [load(f"pytorch-{dev}-t{t}-b{b}-r{r}") for r in range(1, repeat + 1)]
     full_s = min(x["wall_time_s"] for x in full)
     warm_s = min(x["wall_time_s"] for x in warm) if warm else 0.0
-    s_rate = n / (full_s - warm_s)
+    # A difference of two runs: a busy machine can make it meaningless (<= 0); such rows say so.
+    rate = lambda steps, seconds: steps / seconds if seconds > 0 else float("nan")
+    s_rate = rate(n, full_s - warm_s)
     s_all = (w + n) / full_s
     p_rate = max(x["steps_per_s"] for x in pt)
     p_all = max(x["all_steps_per_s"] for x in pt)
-    s_cpu = n / (min(x["process_cpu_s"] for x in full) - (min(x["process_cpu_s"] for x in warm) if warm else 0.0))
+    s_cpu = rate(n, min(x["process_cpu_s"] for x in full) - (min(x["process_cpu_s"] for x in warm) if warm else 0.0))
     p_cpu = n / min(x["timed_cpu_s"] for x in pt)
     s_rss = max(x["max_rss_mib"] for x in full)
     p_rss = max(x["max_rss_mib"] for x in pt)

@@ -35,6 +35,28 @@ std::shared_ptr<LinearProcess> read_process(const h5::Location& group) {
   }
 }
 
+void write_model_root(const h5::File& file, const std::string& kind) {
+  file.set_attribute("format", kModelFormat);
+  file.set_attribute("version", kModelVersion);
+  file.set_attribute("kind", kind);
+}
+
+std::string read_model_root(const h5::File& file) {
+  for (const char* attribute : {"format", "version", "kind"}) {
+    if (!file.has_attribute(attribute)) throw InputError(file.describe() + ": missing root attribute '" + attribute + "'");
+  }
+  const auto format = file.attribute_string("format");
+  if (format != kModelFormat) {
+    throw InputError(file.describe() + ": format is '" + format + "', expected '" + kModelFormat + "'");
+  }
+  const auto version = file.attribute_int("version");
+  if (version != kModelVersion) {
+    throw InputError(file.describe() + ": unsupported version " + std::to_string(version) + " (this build reads " +
+                     std::to_string(kModelVersion) + ")");
+  }
+  return file.attribute_string("kind");
+}
+
 std::vector<std::string> builtin_model_names() { return {"gmm2d"}; }
 
 ModelFile builtin_model(const std::string& name) {
@@ -70,20 +92,8 @@ ModelFile load_model(const std::string& path) {
 namespace {
 ModelFile read_model(const std::string& path) {
   h5::File file(path, h5::Mode::read);
-  for (const char* attribute : {"format", "version", "kind"}) {
-    if (!file.has_attribute(attribute)) throw InputError(file.describe() + ": missing root attribute '" + attribute + "'");
-  }
-  const auto format = file.attribute_string("format");
-  if (format != kModelFormat) {
-    throw InputError(file.describe() + ": format is '" + format + "', expected '" + kModelFormat + "'");
-  }
-  const auto version = file.attribute_int("version");
-  if (version != kModelVersion) {
-    throw InputError(file.describe() + ": unsupported version " + std::to_string(version) + " (this build reads " +
-                     std::to_string(kModelVersion) + ")");
-  }
   ModelFile model;
-  model.kind = file.attribute_string("kind");
+  model.kind = read_model_root(file);
   model.source = path;
   if (model.kind == "network") {
     model.network = std::make_shared<NetworkModel>(read_network_model(file));
@@ -129,9 +139,7 @@ void save_gmm_model(const std::string& path, const LinearProcess& process, const
   try {
     {
       h5::File file(temporary, h5::Mode::create);
-      file.set_attribute("format", kModelFormat);
-      file.set_attribute("version", kModelVersion);
-      file.set_attribute("kind", "gmm");
+      write_model_root(file, "gmm");
       write_process(file.create_group("process"), process);
       const auto group = file.create_group("gmm");
       group.write_tensor("weights", mixture.weights());

@@ -37,8 +37,13 @@ void save_gmm_model(const std::string& path, const LinearProcess& process, const
 ModelFile builtin_model(const std::string& name);
 std::vector<std::string> builtin_model_names();
 
+namespace h5 { class Location; class File; }
+// The root conventions every model file shares: writes format, version and kind; checks format and version
+// (InputError naming the file) and returns the kind.
+void write_model_root(const h5::File& file, const std::string& kind);
+std::string read_model_root(const h5::File& file);
+
 // Writes the forward process as attributes of `group` (name + parameters) and reads it back.
-namespace h5 { class Location; }
 void write_process(const h5::Location& group, const LinearProcess& process);
 std::shared_ptr<LinearProcess> read_process(const h5::Location& group);
 

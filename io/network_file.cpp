@@ -20,8 +20,6 @@ namespace sdeflow {
 
 namespace {
 
-constexpr int64_t kModelVersion = 1;
-const char* kModelFormat = "sdeflow.model";
 const char* kKind = "network";
 
 std::string shape_text(at::IntArrayRef shape) {
@@ -223,19 +221,7 @@ void read_training(const h5::Location& group, NetworkModel& model) {
 }
 
 NetworkModel read_model(const h5::File& file) {
-  for (const char* attribute : {"format", "version", "kind"}) {
-    if (!file.has_attribute(attribute)) throw InputError(file.describe() + ": missing root attribute '" + attribute + "'");
-  }
-  const auto format = file.attribute_string("format");
-  if (format != kModelFormat) {
-    throw InputError(file.describe() + ": format is '" + format + "', expected '" + kModelFormat + "'");
-  }
-  const auto version = file.attribute_int("version");
-  if (version != kModelVersion) {
-    throw InputError(file.describe() + ": unsupported version " + std::to_string(version) + " (this build reads " +
-                     std::to_string(kModelVersion) + ")");
-  }
-  const auto kind = file.attribute_string("kind");
+  const auto kind = read_model_root(file);
   if (kind != kKind) throw InputError(file.describe() + ": model kind is '" + kind + "', expected 'network'");
 
   NetworkModel model;
@@ -266,9 +252,7 @@ void write_network_model(const h5::File& file, const NetworkModel& model) {
   if (!model.network) throw InputError("network model: no network to write");
   if (!model.process) throw InputError("network model: no process to write");
   const auto dtype = network_dtype(*model.network);
-  file.set_attribute("format", kModelFormat);
-  file.set_attribute("version", kModelVersion);
-  file.set_attribute("kind", kKind);
+  write_model_root(file, kKind);
   write_process(file.create_group("process"), *model.process);
   const auto group = file.create_group("network");
   write_config(group, model.network->config());

@@ -256,7 +256,8 @@ at::Tensor denoising_loss(const at::Tensor& prediction, Parameterisation paramet
     const auto score = prediction_to_score(parameterisation, prediction, xt, t, process);
     residual = per_sample(process.sigma(t)) * score + z;
   }
-  return weight * residual.pow(2).sum(1) / 2;
+  const auto loss = residual.pow(2).sum(1) / 2;
+  return weight.defined() ? weight * loss : loss;
 }
 
 }  // namespace sdeflow

@@ -83,7 +83,8 @@ class TimeSampler {
   at::Tensor grid_, cdf_;   // [M + 1] CPU float64: cell edges in t, normalised cumulative mass
 };
 
-// The per-sample loss w(t) |sigma(t) s + z|^2 / 2 ([B]) for a network prediction in `parameterisation` at x_t.
+// The per-sample loss w(t) |sigma(t) s + z|^2 / 2 ([B]) for a network prediction in `parameterisation` at x_t
+// (`x0` is not needed: it enters through x_t; an undefined `weight` means 1).
 at::Tensor denoising_loss(const at::Tensor& prediction, Parameterisation parameterisation, const at::Tensor& x0,
                           const at::Tensor& xt, const at::Tensor& z, const at::Tensor& t, const at::Tensor& weight,
                           const LinearProcess& process);
