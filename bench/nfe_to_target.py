@@ -21,19 +21,28 @@ def main(argv):
         finals = [s[n]["mean_log_likelihood"][-1] for n in s]
         exact = bool(np.all(np.isfinite(finals)))
         reference = float(np.median(finals)) if exact else float("nan")
-        print(f"grid {f.attrs['grid'] if 'grid' in f.attrs else 'uniform'}; targets: MMD^2 <= {mmd_target:g} "
+        grid = f.attrs.get("grid", "uniform")
+        grid = grid.decode() if isinstance(grid, bytes) else grid
+        print(f"grid {grid}; targets: MMD^2 <= {mmd_target:g} "
               f"(noise floor {s.attrs['mmd2_floor']:.2e}, bandwidth {s.attrs['bandwidth']:.3g})"
               + (f", |mean log p - {reference:.4f}| <= {ll_target:g}" if exact else "") + "\n")
-        print("| sampler | NFE to MMD^2 target | NFE to log-likelihood target | MMD^2 at fewest steps |")
-        print("|---|---|---|---|")
+        if exact:
+            print("| sampler | NFE to MMD^2 target | NFE to log-likelihood target | MMD^2 at fewest steps |")
+            print("|---|---|---|---|")
+        else:
+            print("| sampler | NFE to MMD^2 target | MMD^2 at fewest steps |")
+            print("|---|---|---|")
         for name in s:
             g = s[name]
             nfe, mmd, ll = g["nfe"][...], g["mmd2"][...], g["mean_log_likelihood"][...]
             hit_mmd = [int(n) for n, m in zip(nfe, mmd) if m <= mmd_target]
             hit_ll = [int(n) for n, v in zip(nfe, ll) if abs(v - reference) <= ll_target]
-            ll_cell = (min(hit_ll) if hit_ll else "> " + str(int(nfe.max()))) if exact else "—"
-            print(f"| {name} | {min(hit_mmd) if hit_mmd else '> ' + str(int(nfe.max()))} | "
-                  f"{ll_cell} | {mmd[0]:.2e} |")
+            mmd_cell = min(hit_mmd) if hit_mmd else "> " + str(int(nfe.max()))
+            if exact:
+                ll_cell = min(hit_ll) if hit_ll else "> " + str(int(nfe.max()))
+                print(f"| {name} | {mmd_cell} | {ll_cell} | {mmd[0]:.2e} |")
+            else:
+                print(f"| {name} | {mmd_cell} | {mmd[0]:.2e} |")
 
 
 if __name__ == "__main__":
