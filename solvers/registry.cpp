@@ -17,6 +17,7 @@ const std::vector<SolverInfo>& sampling_solvers() {
       {"rk4", false, "classical Runge-Kutta 4 on the probability-flow ODE"},
       {"milstein", true, "derivative-free Milstein on the reverse SDE (strong order 1)"},
       {"sra1", true, "Roessler's SRA1 on the reverse SDE (additive noise, strong order 1.5)"},
+      {"sri2", true, "Roessler's SRI2 on the reverse SDE (diagonal noise, strong order 1.5; 4 stages)"},
       {"ei-heun", true, "stochastic improved Euler on the reverse SDE"},
       {"ggf", true, "adaptive: Euler-Maruyama / improved-Euler pair with per-sample error control (--rtol, --atol)"},
       {"ddim", false, "DDIM (eta = 0): the first-order exponential integrator of the probability-flow ODE"},
@@ -45,6 +46,7 @@ std::unique_ptr<Stepper> make_stepper(const std::string& name, const SolverOptio
   if (name == "euler") return make_euler();
   if (name == "milstein") return make_milstein();
   if (name == "sra1") return make_sra1();
+  if (name == "sri2") return make_sri2();
   if (name == "ei-heun" || name == "ggf") return make_improved_euler();
   if (name == "ddim") return make_ddim(0.0);
   if (name == "ddim-stochastic") return make_ddim(options.eta);

@@ -85,6 +85,74 @@ StepResult Sra1::step(const Term& term, const at::Tensor& t, const at::Tensor& y
   return {y1, at::Tensor()};
 }
 
+namespace {
+// SRI2's coefficients (Rossler 2010, SIAM J. Numer. Anal. 48(3), the 4-stage method for diagonal noise with
+// deterministic order 3); row s holds the stage's dependence on stages 0 .. s-1.
+constexpr int kSriStages = 4;
+constexpr double kSriC0[kSriStages] = {0.0, 1.0, 0.5, 0.0};
+constexpr double kSriC1[kSriStages] = {0.0, 0.25, 1.0, 0.25};
+constexpr double kSriA0[kSriStages][kSriStages] = {{0, 0, 0, 0}, {1, 0, 0, 0}, {0.25, 0.25, 0, 0}, {0, 0, 0, 0}};
+constexpr double kSriA1[kSriStages][kSriStages] = {{0, 0, 0, 0}, {0.25, 0, 0, 0}, {1, 0, 0, 0}, {0, 0, 0.25, 0}};
+constexpr double kSriB0[kSriStages][kSriStages] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0.5, 0, 0}, {0, 0, 0, 0}};
+constexpr double kSriB1[kSriStages][kSriStages] = {{0, 0, 0, 0}, {-0.5, 0, 0, 0}, {1, 0, 0, 0}, {2, -1, 0.5, 0}};
+constexpr double kSriAlpha[kSriStages] = {1.0 / 6, 1.0 / 6, 2.0 / 3, 0.0};
+constexpr double kSriBeta1[kSriStages] = {-1.0, 4.0 / 3, 2.0 / 3, 0.0};
+constexpr double kSriBeta2[kSriStages] = {1.0, -4.0 / 3, 1.0 / 3, 0.0};
+constexpr double kSriBeta3[kSriStages] = {2.0, -4.0 / 3, -2.0 / 3, 0.0};
+constexpr double kSriBeta4[kSriStages] = {-2.0, 5.0 / 3, -2.0 / 3, 1.0};
+}  // namespace
+
+void Sri2::check_term(const Term& term) const {
+  const auto& sde = as_sde(term, name());
+  if (sde.noise_type() == NoiseType::general) {
+    throw InputError("solver 'sri2' needs diagonal, scalar or additive noise, but " + term.describe() +
+                     " has general noise");
+  }
+}
+
+StepResult Sri2::step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                      StepContext& context) {
+  const auto& sde = as_sde(term, name());
+  const auto h = per_sample(dt);
+  const bool noise_free = context.last_step && context.denoise_last;
+  // Drift stages take the signed step; the stochastic terms the path's increments, whose variance is |h|
+  // (for a reverse-time step they are those of the time-reversed motion, as for SRA1).
+  at::Tensor dw, j, weight_kk, weight_kkk, root;
+  if (!noise_free) {
+    const auto noise = path_of(context, name()).increment_with_levy_area(t, t + dt);
+    const auto a = h.abs();
+    root = at::sqrt(a);
+    dw = noise.dw;
+    j = 0.5 * dw + noise.levy_area;                       // I_(1,0) / h
+    weight_kk = (dw * dw - a) / (2.0 * root);             // I_(1,1) / sqrt|h|
+    weight_kkk = (dw * dw * dw - 3.0 * a * dw) / (6.0 * a);   // I_(1,1,1) / |h|
+  }
+  std::vector<at::Tensor> drifts;   // f(t + c0_s h, H0_s)
+  std::vector<Diffusion> g;         // G(t + c1_s h, H1_s), with noise
+  auto y1 = y;
+  for (int s = 0; s < kSriStages; ++s) {
+    auto h0 = y, h1 = y;
+    for (int k = 0; k < s; ++k) {
+      if (kSriA0[s][k] != 0) h0 = h0 + kSriA0[s][k] * h * drifts[k];
+      if (kSriA1[s][k] != 0) h1 = h1 + kSriA1[s][k] * h * drifts[k];
+      if (noise_free) continue;
+      if (kSriB0[s][k] != 0) h0 = h0 + kSriB0[s][k] * g[k].apply(j);
+      if (kSriB1[s][k] != 0) h1 = h1 + kSriB1[s][k] * g[k].apply(root.expand_as(y));
+    }
+    // The last stage's drift has weight 0 and no later stage uses it: not evaluated.
+    drifts.push_back(kSriAlpha[s] != 0 || s + 1 < kSriStages ? sde.drift(t + kSriC0[s] * dt, h0) : at::Tensor());
+    if (kSriAlpha[s] != 0) y1 = y1 + kSriAlpha[s] * h * drifts[s];
+    if (noise_free) continue;
+    g.push_back(sde.diffusion(t + kSriC1[s] * dt, h1));
+    if (g[s].kind == Diffusion::Kind::full && sde.noise_type() != NoiseType::additive) {
+      throw InputError("solver 'sri2' needs a scalar or diagonal diffusion, got a full matrix from " + term.describe());
+    }
+    const auto weight = kSriBeta1[s] * dw + kSriBeta2[s] * weight_kk + kSriBeta3[s] * j + kSriBeta4[s] * weight_kkk;
+    y1 = y1 + g[s].apply(weight);
+  }
+  return {y1, at::Tensor()};
+}
+
 void ImprovedEuler::check_term(const Term& term) const { (void)as_sde(term, name()); }
 
 StepResult ImprovedEuler::step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
@@ -110,6 +178,7 @@ StepResult ImprovedEuler::step(const Term& term, const at::Tensor& t, const at::
 
 std::unique_ptr<Stepper> make_milstein() { return std::make_unique<Milstein>(); }
 std::unique_ptr<Stepper> make_sra1() { return std::make_unique<Sra1>(); }
+std::unique_ptr<Stepper> make_sri2() { return std::make_unique<Sri2>(); }
 std::unique_ptr<Stepper> make_improved_euler() { return std::make_unique<ImprovedEuler>(); }
 
 }  // namespace sdeflow

@@ -40,6 +40,21 @@ class Sra1 : public Stepper {
                   StepContext& context) override;
 };
 
+// Rossler's SRI2 (2010, four stages) for diagonal noise (g_i depends on y_i only; scalar and additive noise
+// too): strong order 1.5, deterministic order 3. Uses I_(1) = dW, I_(1,1), I_(1,1,1) (polynomials in dW) and
+// I_(1,0) from the path's space-time Levy area, per component; four drift and four diffusion evaluations.
+// Refuses general noise and a full non-additive diffusion matrix (InputError). docs/sde_solvers.md.
+class Sri2 : public Stepper {
+ public:
+  std::string name() const override { return "sri2"; }
+  int order() const override { return 3; }
+  double strong_order() const override { return 1.5; }
+  bool stochastic() const override { return true; }
+  void check_term(const Term& term) const override;
+  StepResult step(const Term& term, const at::Tensor& t, const at::Tensor& y, const at::Tensor& dt,
+                  StepContext& context) override;
+};
+
 // The "Gotta Go Fast" pair (Jolicoeur-Martineau et al. 2021): Euler-Maruyama y' = y + b(t, y) h + G(t, y) dW
 // and the stochastic improved Euler y'' = y + (b(t, y) + b(t + h, y')) h / 2 + (G(t, y) + G(t + h, y)) dW / 2
 // with the same dW; returns y'' and error = y' - y''. G is evaluated at the step's start state in both
@@ -60,6 +75,7 @@ class ImprovedEuler : public Stepper {
 
 std::unique_ptr<Stepper> make_milstein();
 std::unique_ptr<Stepper> make_sra1();
+std::unique_ptr<Stepper> make_sri2();
 std::unique_ptr<Stepper> make_improved_euler();
 
 }  // namespace sdeflow

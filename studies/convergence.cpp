@@ -63,9 +63,10 @@ class AdditiveNoise : public SdeTerm {
 std::unique_ptr<Stepper> make_sde_stepper(const std::string& name) {
   if (name == "milstein") return make_milstein();
   if (name == "sra1") return make_sra1();
+  if (name == "sri2") return make_sri2();
   if (name == "ei-heun") return make_improved_euler();
   if (name == "em") return make_stepper("em");
-  throw InputError("convergence: unknown SDE solver '" + name + "' (known: em, milstein, sra1, ei-heun)");
+  throw InputError("convergence: unknown SDE solver '" + name + "' (known: em, milstein, sra1, sri2, ei-heun)");
 }
 
 struct Problem {
