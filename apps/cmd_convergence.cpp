@@ -62,6 +62,7 @@ int run(const Options& options) {
       group.set_attribute("strong_ci", std::vector<double>{table.strong_ci[0], table.strong_ci[1]});
       group.set_attribute("weak", table.weak);
       group.set_attribute("weak_ci", std::vector<double>{table.weak_ci[0], table.weak_ci[1]});
+      group.set_attribute("weak_levels", table.weak_levels);
       if (!options.quiet) {
         for (size_t i = 0; i < table.steps.size(); ++i) {
           std::printf("%-10s %7lld %12.4e %10.2e %12.4e %10.2e %8lld\n", table.solver.c_str(),
@@ -77,8 +78,15 @@ int run(const Options& options) {
       std::printf("\n%-10s %8s %20s %8s %20s\n", "solver", "strong", "95% interval", "weak", "95% interval");
       for (const auto& t : result.tables) {
         if (!t.applicable) continue;
-        std::printf("%-10s %8.3f     [%6.3f, %6.3f] %8.3f     [%6.3f, %6.3f]\n", t.solver.c_str(), t.strong,
-                    t.strong_ci[0], t.strong_ci[1], t.weak, t.weak_ci[0], t.weak_ci[1]);
+        if (std::isnan(t.weak)) {
+          std::printf("%-10s %8.3f     [%6.3f, %6.3f]   unresolved (weak error within 2 SE of 0 at %lld of %zu steps)\n",
+                      t.solver.c_str(), t.strong, t.strong_ci[0], t.strong_ci[1],
+                      static_cast<long long>(t.steps.size()) - static_cast<long long>(t.weak_levels), t.steps.size());
+        } else {
+          std::printf("%-10s %8.3f     [%6.3f, %6.3f] %8.3f     [%6.3f, %6.3f]  (%lld levels)\n", t.solver.c_str(),
+                      t.strong, t.strong_ci[0], t.strong_ci[1], t.weak, t.weak_ci[0], t.weak_ci[1],
+                      static_cast<long long>(t.weak_levels));
+        }
       }
       std::printf("wrote %s\n", options.out.c_str());
     }

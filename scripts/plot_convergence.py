@@ -29,8 +29,10 @@ def main(argv):
                 for ax, kind in zip(axes, ("strong", "weak")):
                     err, se = g[f"{kind}_error"][...], g[f"{kind}_error_se"][...]
                     lo, hi = g.attrs[f"{kind}_ci"]
-                    ax.errorbar(h, err, yerr=2 * se, marker="o", ms=3, capsize=2,
-                                label=f"{solver}: {g.attrs[kind]:.2f} [{lo:.2f}, {hi:.2f}]")
+                    order = g.attrs[kind]
+                    label = (f"{solver}: {order:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(order)
+                             else f"{solver}: unresolved (within Monte-Carlo error)")
+                    ax.errorbar(h, err, yerr=2 * se, marker="o", ms=3, capsize=2, label=label)
         for ax, kind in zip(axes, ("strong", "weak")):
             ax.set_xscale("log")
             ax.set_yscale("log")

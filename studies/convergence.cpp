@@ -220,7 +220,20 @@ ConvergenceResult run_convergence(const ConvergenceOptions& options) {
       weak_rows.push_back(weak);
     }
     table.strong = slope(table.step_size, table.strong_error);
-    table.weak = slope(table.step_size, table.weak_error);
+    // Weak errors below the estimator's own noise carry no order: fit over the resolved levels only.
+    std::vector<int64_t> resolved;
+    for (size_t i = 0; i < table.weak_error.size(); ++i) {
+      if (table.weak_error[i] >= 2.0 * table.weak_error_se[i]) resolved.push_back(static_cast<int64_t>(i));
+    }
+    table.weak_levels = static_cast<int64_t>(resolved.size());
+    auto pick_levels = [&](const std::vector<double>& values) {
+      std::vector<double> out;
+      for (auto i : resolved) out.push_back(values[static_cast<size_t>(i)]);
+      return out;
+    };
+    const bool weak_fit = resolved.size() >= 2;
+    const auto weak_sizes = pick_levels(table.step_size);
+    table.weak = weak_fit ? slope(weak_sizes, pick_levels(table.weak_error)) : std::nan("");
     // Bootstrap over paths: resample paths, recompute every step count's errors, refit.
     const auto strong_all = at::stack(strong_rows, 0), weak_all = at::stack(weak_rows, 0);   // [S, paths]
     std::vector<double> strong_fits, weak_fits;
@@ -231,7 +244,7 @@ ConvergenceResult run_convergence(const ConvergenceOptions& options) {
       std::vector<double> sv(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
       std::vector<double> wv(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
       strong_fits.push_back(slope(table.step_size, sv));
-      weak_fits.push_back(slope(table.step_size, wv));
+      if (weak_fit) weak_fits.push_back(slope(weak_sizes, pick_levels(wv)));
     }
     auto interval = [](std::vector<double> v, double* out, double fallback) {
       if (v.empty()) {
@@ -243,7 +256,7 @@ ConvergenceResult run_convergence(const ConvergenceOptions& options) {
       out[1] = v[static_cast<size_t>(0.975 * (v.size() - 1))];
     };
     interval(strong_fits, table.strong_ci, table.strong);
-    interval(weak_fits, table.weak_ci, table.weak);
+    interval(weak_fits, table.weak_ci, table.weak);   // NaN, NaN when unresolved
     result.tables.push_back(table);
   }
   return result;

@@ -32,6 +32,9 @@ struct ConvergenceTable {
   std::vector<int64_t> nfe, failures;
   double strong = 0, weak = 0;             // fitted orders
   double strong_ci[2] = {0, 0}, weak_ci[2] = {0, 0};   // 95 % bootstrap percentile intervals
+  // The weak order is fitted over the step sizes whose weak error is resolved (at least 2 standard errors from
+  // 0); with fewer than 2 such levels the weak error is at the Monte-Carlo floor and `weak` and `weak_ci` are NaN.
+  int64_t weak_levels = 0;
   bool applicable = true;                  // false when the solver refuses the problem's noise
   std::string note;
 };

@@ -134,7 +134,7 @@ BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
     std::string problem, solvers;
     std::vector<std::pair<std::string, double>> expected;
   };
-  for (const auto& c : std::vector<Case>{{"gbm", "em,milstein,sra1", {{"em", 0.5}, {"milstein", 1.0}}},
+  for (const auto& c : std::vector<Case>{{"gbm", "em,milstein,sra1,sri2", {{"em", 0.5}, {"milstein", 1.0}, {"sri2", 1.5}}},
                                          {"additive", "em,sra1", {{"em", 1.0}, {"sra1", 1.5}}}}) {
     const auto out = (dir / (c.problem + ".h5")).string();
     const auto result = test::run_cli("convergence --problem " + c.problem + " --solvers " + c.solvers +
@@ -155,6 +155,17 @@ BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
       BOOST_TEST(group.read_tensor("strong_error").size(0) == 5);
     }
     if (c.problem == "gbm") BOOST_TEST(orders.group("sra1").has_attribute("note"));   // refused: not additive
+    // The weak fit uses only levels whose weak error is at least 2 standard errors: Milstein's are all resolved
+    // on GBM; SRI2's weak error sits at the coupled estimator's noise there, so its weak order is NaN.
+    if (c.problem == "gbm") {
+      const auto milstein = orders.group("milstein"), sri2 = orders.group("sri2");
+      BOOST_TEST(milstein.attribute_int("weak_levels") == 5);
+      BOOST_TEST(std::abs(milstein.attribute_double("weak") - 1.0) <= 0.2);
+      const auto weak_error = sri2.read_tensor("weak_error"), weak_se = sri2.read_tensor("weak_error_se");
+      const int64_t resolved = (weak_error >= 2 * weak_se).sum().item<int64_t>();
+      BOOST_TEST(sri2.attribute_int("weak_levels") == resolved);
+      if (resolved < 2) BOOST_TEST(std::isnan(sri2.attribute_double("weak")));
+    }
   }
   for (const auto& [arguments, message] : std::vector<std::pair<std::string, std::string>>{
            {"convergence --problem heat", "unknown problem 'heat'"},
