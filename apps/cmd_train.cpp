@@ -2,6 +2,7 @@
 // checkpoints written atomically into the output model file and exact resume (training/trainer.hpp).
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 #include "apps/common.hpp"
@@ -37,10 +38,6 @@ const std::vector<std::string> kRunOptions = {
     "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
     "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
     "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
-
-std::string format_count(int64_t n) {
-  return n >= 1000000 ? std::to_string(n / 1000) + "k" : std::to_string(n);
-}
 
 int run_train(TrainCliOptions options, const CLI::App& cmd) {
   // Resuming writes back into the checkpoint unless --out says otherwise.
@@ -92,7 +89,6 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
     model.training_text["command_line"] = recorded_command_line();
     trainer = std::make_unique<Trainer>(std::move(model), train, data, device);
   }
-  trainer->model().network->parameters();
   int64_t parameter_count = 0;
   for (const auto& p : trainer->model().network->parameters()) parameter_count += p.numel();
   const auto& run = trainer->options();
@@ -102,8 +98,8 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
                 static_cast<long long>(parameter_count), trainer->model().data.name.c_str(),
                 trainer->model().process->name().c_str(), to_string(run.weighting).c_str(),
                 to_string(trainer->model().parameterisation).c_str(), device.str().c_str());
-    std::printf("  steps %lld -> %s, batch %lld, lr %g (warm-up %lld, %s decay), EMA %g, seed %llu\n",
-                static_cast<long long>(trainer->steps_done()), format_count(run.iterations).c_str(),
+    std::printf("  steps %lld -> %lld, batch %lld, lr %g (warm-up %lld, %s decay), EMA %g, seed %llu\n",
+                static_cast<long long>(trainer->steps_done()), static_cast<long long>(run.iterations),
                 static_cast<long long>(run.batch), run.lr, static_cast<long long>(run.warmup), run.decay.c_str(),
                 run.ema, static_cast<unsigned long long>(run.seed));
   }
