@@ -199,29 +199,14 @@ void save_data(const std::string& path, const at::Tensor& data, const DataAttrib
     }
   }
 
-  // A name unique to this process and call, next to the target so that the rename stays on one file system.
-  static std::atomic<uint64_t> counter{0};
-  const std::string temporary =
-      path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
-  try {
-    {
-      h5::File file(temporary, h5::Mode::create);
-      file.set_attribute("format", kDataFormat);
-      file.set_attribute("version", kDataVersion);
-      if (!attributes.name.empty()) file.set_attribute(kNameAttribute, attributes.name);
-      if (!attributes.split.empty()) file.set_attribute(kSplitAttribute, attributes.split);
-      if (!attributes.value_range.empty()) file.set_attribute(kRangeAttribute, attributes.value_range);
-      file.write_tensor(kDataset, data, /*compress=*/true);
-      file.flush();
-    }   // closed before the rename
-    std::error_code ec;
-    std::filesystem::rename(temporary, path, ec);
-    if (ec) throw IoError(path + ": cannot move the written file into place (" + ec.message() + ")");
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw;
-  }
+  h5::write_atomically(path, [&](const h5::File& file) {
+    file.set_attribute("format", kDataFormat);
+    file.set_attribute("version", kDataVersion);
+    if (!attributes.name.empty()) file.set_attribute(kNameAttribute, attributes.name);
+    if (!attributes.split.empty()) file.set_attribute(kSplitAttribute, attributes.split);
+    if (!attributes.value_range.empty()) file.set_attribute(kRangeAttribute, attributes.value_range);
+    file.write_tensor(kDataset, data, /*compress=*/true);
+  });
 }
 
 }  // namespace sdeflow

@@ -5,7 +5,10 @@
 // switched off and report the library's own explanation in the IoError message.
 #include "io/h5.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <utility>
 
@@ -715,5 +718,26 @@ void write_rows(const Handle& dataset, const std::string& what, int64_t first_ro
 }
 
 void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+void write_atomically(const std::string& path, const std::function<void(const File&)>& write) {
+  // Unique per process and call, so concurrent writers (threads, processes) never share a temporary file.
+  static std::atomic<uint64_t> counter{0};
+  const std::string temporary =
+      path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+  try {
+    {
+      File file(temporary, Mode::create);
+      write(file);
+      file.flush();
+    }   // closed before the rename
+    std::error_code error;
+    std::filesystem::rename(temporary, path, error);
+    if (error) throw IoError(path + ": cannot move the written file into place (" + error.message() + ")");
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+}
 
 }  // namespace sdeflow::h5

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,6 +105,12 @@ Handle create_extendible(const Location& location, const std::string& name, at::
 // the current length appends; writing again at the same first_row after a failure redoes the same rows.
 // `what` names the dataset in messages ("file.h5:/group/name").
 void write_rows(const Handle& dataset, const std::string& what, int64_t first_row, const at::Tensor& rows);
+
+// Writes a whole file so that `path` is never a partial file: `write` fills a new file `<path>.tmp-<pid>-<n>`
+// next to the target (same file system), which is flushed, closed and renamed over `path`; on any exception the
+// temporary file is removed and the exception propagates (an existing `path` is untouched). IoError if the
+// rename fails.
+void write_atomically(const std::string& path, const std::function<void(const File&)>& write);
 
 // Silences HDF5's own error stack printing for the lifetime of the process (errors become exceptions).
 void silence_library_errors();

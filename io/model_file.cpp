@@ -135,24 +135,14 @@ const GaussianMixture& ModelFile::require_mixture(const std::string& what) const
 }
 
 void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture) {
-  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    {
-      h5::File file(temporary, h5::Mode::create);
-      write_model_root(file, "gmm");
-      write_process(file.create_group("process"), process);
-      const auto group = file.create_group("gmm");
-      group.write_tensor("weights", mixture.weights());
-      group.write_tensor("means", mixture.means());
-      group.write_tensor("covariances", mixture.covariances());
-      file.flush();
-    }
-    std::filesystem::rename(temporary, path);
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw;
-  }
+  h5::write_atomically(path, [&](const h5::File& file) {
+    write_model_root(file, "gmm");
+    write_process(file.create_group("process"), process);
+    const auto group = file.create_group("gmm");
+    group.write_tensor("weights", mixture.weights());
+    group.write_tensor("means", mixture.means());
+    group.write_tensor("covariances", mixture.covariances());
+  });
 }
 
 }  // namespace sdeflow

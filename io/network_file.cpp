@@ -274,19 +274,7 @@ NetworkModel read_network_model(const h5::File& file) {
 }
 
 void save_network_model(const std::string& path, const NetworkModel& model) {
-  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    {
-      h5::File file(temporary, h5::Mode::create);
-      write_network_model(file, model);
-      file.flush();
-    }
-    std::filesystem::rename(temporary, path);
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw;
-  }
+  h5::write_atomically(path, [&](const h5::File& file) { write_network_model(file, model); });
 }
 
 NetworkModel load_network_model(const std::string& path) {

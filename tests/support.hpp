@@ -32,4 +32,8 @@ inline double log_log_slope(const std::vector<double>& x, const std::vector<doub
 
 CommandResult run_cli(const std::string& arguments, const std::string& environment = "");
 
+// Runs the CLI with `arguments` and checks the handling of a bad input: exit status 2, `message` in the
+// output, and no file at `out`.
+void expect_input_error(const std::string& arguments, const std::string& message, const std::filesystem::path& out);
+
 }  // namespace sdeflow::test

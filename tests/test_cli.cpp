@@ -48,14 +48,6 @@ std::string write_model(const fs::path& path, const ModelSpec& spec) {
   return path.string();
 }
 
-void expect_input_error(const std::string& arguments, const std::string& message, const fs::path& out) {
-  const auto result = run_cli(arguments);
-  BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
-  BOOST_TEST(result.output.find(message) != std::string::npos,
-             "expected '" << message << "' in: " << result.output);
-  BOOST_TEST(!fs::exists(out), "output file left behind for: " << arguments);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(cli)
@@ -149,65 +141,65 @@ BOOST_AUTO_TEST_CASE(bad_input_gives_exit_status_two_and_a_named_problem) {
   const auto o = " --out " + out.string();
   const auto good = write_model(dir / "good.h5", ModelSpec{});
 
-  expect_input_error("sample --model " + (dir / "missing.h5").string() + o, "no such file", out);
+  test::expect_input_error("sample --model " + (dir / "missing.h5").string() + o, "no such file", out);
   std::ofstream(dir / "text.h5") << "this is not HDF5\n";
-  expect_input_error("sample --model " + (dir / "text.h5").string() + o, "not an HDF5 file", out);
+  test::expect_input_error("sample --model " + (dir / "text.h5").string() + o, "not an HDF5 file", out);
 
   ModelSpec spec;
   spec.format = "something.else";
-  expect_input_error("sample --model " + write_model(dir / "format.h5", spec) + o, "format is 'something.else'", out);
+  test::expect_input_error("sample --model " + write_model(dir / "format.h5", spec) + o, "format is 'something.else'", out);
   spec = {};
   spec.version = 7;
-  expect_input_error("sample --model " + write_model(dir / "version.h5", spec) + o, "unsupported version 7", out);
+  test::expect_input_error("sample --model " + write_model(dir / "version.h5", spec) + o, "unsupported version 7", out);
   spec = {};
   spec.kind = "flow";
-  expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "unsupported model kind 'flow'", out);
+  test::expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "unsupported model kind 'flow'", out);
   spec.kind = "network";   // a mixture file that claims to be a network: its /network group is named
-  expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "kind.h5:/network: no such group", out);
+  test::expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "kind.h5:/network: no such group", out);
   spec = {};
   spec.process = "cld";
-  expect_input_error("sample --model " + write_model(dir / "process.h5", spec) + o, "unknown process 'cld'", out);
+  test::expect_input_error("sample --model " + write_model(dir / "process.h5", spec) + o, "unknown process 'cld'", out);
   spec = {};
   spec.beta_max = std::nan("");
-  expect_input_error("sample --model " + write_model(dir / "nanparam.h5", spec) + o, "not finite", out);
+  test::expect_input_error("sample --model " + write_model(dir / "nanparam.h5", spec) + o, "not finite", out);
   spec = {};
   spec.covariances = at::ones({2, 3, 3}, f64);
-  expect_input_error("sample --model " + write_model(dir / "shape.h5", spec) + o, "/gmm/covariances: expected shape", out);
+  test::expect_input_error("sample --model " + write_model(dir / "shape.h5", spec) + o, "/gmm/covariances: expected shape", out);
   spec = {};
   spec.covariances = at::tensor({1.0, 0.5, 0.5, 0.1, 1.0, 0.0, 0.0, 1.0}, f64).reshape({2, 2, 2});
-  expect_input_error("sample --model " + write_model(dir / "spd.h5", spec) + o, "not positive-definite", out);
+  test::expect_input_error("sample --model " + write_model(dir / "spd.h5", spec) + o, "not positive-definite", out);
   spec = {};
   spec.covariances = at::tensor({1.0, 0.5, 0.2, 1.0, 1.0, 0.0, 0.0, 1.0}, f64).reshape({2, 2, 2});
-  expect_input_error("sample --model " + write_model(dir / "sym.h5", spec) + o, "not symmetric", out);
+  test::expect_input_error("sample --model " + write_model(dir / "sym.h5", spec) + o, "not symmetric", out);
   spec = {};
   spec.weights = at::tensor({1.2, -0.2}, f64);
-  expect_input_error("sample --model " + write_model(dir / "negative.h5", spec) + o, "non-negative", out);
+  test::expect_input_error("sample --model " + write_model(dir / "negative.h5", spec) + o, "non-negative", out);
   spec = {};
   spec.weights = at::tensor({0.5, 0.6}, f64);
-  expect_input_error("sample --model " + write_model(dir / "sum.h5", spec) + o, "sum to 1", out);
+  test::expect_input_error("sample --model " + write_model(dir / "sum.h5", spec) + o, "sum to 1", out);
   spec = {};
   spec.means = at::tensor({std::nan(""), 0.0, 1.0, 0.5}, f64).reshape({2, 2});
-  expect_input_error("sample --model " + write_model(dir / "nan.h5", spec) + o, "means: contains NaN or Inf", out);
+  test::expect_input_error("sample --model " + write_model(dir / "nan.h5", spec) + o, "means: contains NaN or Inf", out);
   spec = {};
   spec.weights = at::tensor({0.6, 0.4}, f64).to(at::kInt);
-  expect_input_error("sample --model " + write_model(dir / "dtype.h5", spec) + o, "/gmm/weights", out);
+  test::expect_input_error("sample --model " + write_model(dir / "dtype.h5", spec) + o, "/gmm/weights", out);
 
-  expect_input_error("sample --model " + good + " --solver dopri8" + o, "unknown solver 'dopri8'", out);
-  expect_input_error("sample --model " + good + " --steps 0" + o, "--steps must be positive", out);
-  expect_input_error("sample --model " + good + " --steps -3" + o, "--steps must be positive", out);
-  expect_input_error("sample --model " + good + " --n 0" + o, "--n must be positive", out);
-  expect_input_error("sample --model " + good + " --n -5" + o, "--n must be positive", out);
-  expect_input_error("sample --model " + good + " --dtype float16" + o, "--dtype float16", out);
-  expect_input_error("sample --model " + good + " --solver pc --snr -1" + o, "--snr", out);
-  expect_input_error("sample --model " + good + " --save-every -1" + o, "--save-every", out);
-  expect_input_error("sample --model builtin:nothing" + o, "unknown built-in model", out);
-  expect_input_error("sample --steps many" + o, "--steps", out);
-  expect_input_error("sample --no-such-option 1" + o, "no-such-option", out);
-  expect_input_error("info " + (dir / "missing.h5").string(), "no such file", out);
-  expect_input_error("sample --config " + (dir / "missing.toml").string() + o, "missing.toml", out);
+  test::expect_input_error("sample --model " + good + " --solver dopri8" + o, "unknown solver 'dopri8'", out);
+  test::expect_input_error("sample --model " + good + " --steps 0" + o, "--steps must be positive", out);
+  test::expect_input_error("sample --model " + good + " --steps -3" + o, "--steps must be positive", out);
+  test::expect_input_error("sample --model " + good + " --n 0" + o, "--n must be positive", out);
+  test::expect_input_error("sample --model " + good + " --n -5" + o, "--n must be positive", out);
+  test::expect_input_error("sample --model " + good + " --dtype float16" + o, "--dtype float16", out);
+  test::expect_input_error("sample --model " + good + " --solver pc --snr -1" + o, "--snr", out);
+  test::expect_input_error("sample --model " + good + " --save-every -1" + o, "--save-every", out);
+  test::expect_input_error("sample --model builtin:nothing" + o, "unknown built-in model", out);
+  test::expect_input_error("sample --steps many" + o, "--steps", out);
+  test::expect_input_error("sample --no-such-option 1" + o, "no-such-option", out);
+  test::expect_input_error("info " + (dir / "missing.h5").string(), "no such file", out);
+  test::expect_input_error("sample --config " + (dir / "missing.toml").string() + o, "missing.toml", out);
   std::ofstream(dir / "bogus.toml") << "[sample]\nbogus = 3\n";
-  expect_input_error("sample --config " + (dir / "bogus.toml").string() + o, "bogus", out);
-  if (!torch::cuda::is_available()) expect_input_error("sample --device cuda" + o, "no CUDA device", out);
+  test::expect_input_error("sample --config " + (dir / "bogus.toml").string() + o, "bogus", out);
+  if (!torch::cuda::is_available()) test::expect_input_error("sample --device cuda" + o, "no CUDA device", out);
 }
 
 BOOST_AUTO_TEST_CASE(trajectory_is_readable_with_h5py) {

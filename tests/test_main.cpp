@@ -43,4 +43,11 @@ CommandResult run_cli(const std::string& arguments, const std::string& environme
   return result;
 }
 
+void expect_input_error(const std::string& arguments, const std::string& message, const std::filesystem::path& out) {
+  const auto result = run_cli(arguments);
+  BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
+  BOOST_TEST(result.output.find(message) != std::string::npos, "expected '" << message << "' in: " << result.output);
+  BOOST_TEST(!std::filesystem::exists(out), "output file left behind for: " << arguments);
+}
+
 }  // namespace sdeflow::test

@@ -22,13 +22,6 @@ namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
 
-void expect_input_error(const std::string& arguments, const std::string& message, const fs::path& out) {
-  const auto result = run_cli(arguments);
-  BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
-  BOOST_TEST(result.output.find(message) != std::string::npos, "expected '" << message << "' in: " << result.output);
-  BOOST_TEST(!fs::exists(out), "output file left behind for: " << arguments);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(nll_cli)
@@ -100,25 +93,25 @@ BOOST_AUTO_TEST_CASE(bad_input_gives_status_two_and_no_output) {
   std::ofstream(text) << "not hdf5";
   const auto out = (dir / "out.h5");
   const auto o = " --out " + out.string();
-  expect_input_error("nll --data " + wrong_dim + o, "rows have dimension 3 but the model has dimension 2", out);
-  expect_input_error("nll --data " + with_nan + o, "row 17 is not finite", out);
-  expect_input_error("nll --data " + (dir / "missing.h5").string() + o, "missing.h5", out);
-  expect_input_error("nll --data " + text + o, "text.h5", out);
-  expect_input_error("nll --data " + integers + o, "integer data must lie in {0, ..., 255}: row 0", out);
-  expect_input_error("nll --data " + good + " --rtol 0" + o, "rtol must be positive", out);
-  expect_input_error("nll --data " + good + " --atol -1" + o, "atol must be positive", out);
-  expect_input_error("nll --data " + good + " --trace hutchinson-gauss --probes 0" + o, "probes must be positive", out);
-  expect_input_error("nll --data " + good + " --eps 0" + o, "eps must lie in (0, T)", out);
-  expect_input_error("nll --data " + good + " --eps 1.5" + o, "eps must lie in (0, T)", out);
-  expect_input_error("nll --data " + good + " --solver rk45" + o, "unknown ODE solver 'rk45'", out);
-  expect_input_error("nll --data " + good + " --trace approx" + o, "unknown trace estimator 'approx'", out);
-  expect_input_error("nll --data " + good + " --prior flat" + o, "unknown prior 'flat'", out);
-  expect_input_error("nll --data " + good + " --batch 0" + o, "--batch must be positive", out);
-  expect_input_error("nll --data " + good + " --solver rk4 --steps 0" + o, "number of steps must be positive", out);
-  expect_input_error("nll --data " + good + " --max-steps 0" + o, "max-steps must be positive", out);
-  expect_input_error("nll --data " + good + " --dequant-samples 4" + o, "integer data only", out);
-  expect_input_error("nll --data " + good + " --scale 0" + o, "data scale must be finite and non-zero", out);
-  expect_input_error("nll" + o, "--data", out);
+  test::expect_input_error("nll --data " + wrong_dim + o, "rows have dimension 3 but the model has dimension 2", out);
+  test::expect_input_error("nll --data " + with_nan + o, "row 17 is not finite", out);
+  test::expect_input_error("nll --data " + (dir / "missing.h5").string() + o, "missing.h5", out);
+  test::expect_input_error("nll --data " + text + o, "text.h5", out);
+  test::expect_input_error("nll --data " + integers + o, "integer data must lie in {0, ..., 255}: row 0", out);
+  test::expect_input_error("nll --data " + good + " --rtol 0" + o, "rtol must be positive", out);
+  test::expect_input_error("nll --data " + good + " --atol -1" + o, "atol must be positive", out);
+  test::expect_input_error("nll --data " + good + " --trace hutchinson-gauss --probes 0" + o, "probes must be positive", out);
+  test::expect_input_error("nll --data " + good + " --eps 0" + o, "eps must lie in (0, T)", out);
+  test::expect_input_error("nll --data " + good + " --eps 1.5" + o, "eps must lie in (0, T)", out);
+  test::expect_input_error("nll --data " + good + " --solver rk45" + o, "unknown ODE solver 'rk45'", out);
+  test::expect_input_error("nll --data " + good + " --trace approx" + o, "unknown trace estimator 'approx'", out);
+  test::expect_input_error("nll --data " + good + " --prior flat" + o, "unknown prior 'flat'", out);
+  test::expect_input_error("nll --data " + good + " --batch 0" + o, "--batch must be positive", out);
+  test::expect_input_error("nll --data " + good + " --solver rk4 --steps 0" + o, "number of steps must be positive", out);
+  test::expect_input_error("nll --data " + good + " --max-steps 0" + o, "max-steps must be positive", out);
+  test::expect_input_error("nll --data " + good + " --dequant-samples 4" + o, "integer data only", out);
+  test::expect_input_error("nll --data " + good + " --scale 0" + o, "data scale must be finite and non-zero", out);
+  test::expect_input_error("nll" + o, "--data", out);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

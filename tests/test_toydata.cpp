@@ -110,13 +110,6 @@ fs::path source_dir() {
   return dir != nullptr ? fs::path(dir) : fs::current_path();
 }
 
-void expect_cli_input_error(const std::string& arguments, const std::string& message, const fs::path& out) {
-  const auto result = run_cli(arguments);
-  BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
-  BOOST_TEST(result.output.find(message) != std::string::npos, "expected '" << message << "' in: " << result.output);
-  BOOST_TEST(!fs::exists(out), "output file left behind for: " << arguments);
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(toydata)
@@ -295,13 +288,13 @@ BOOST_AUTO_TEST_CASE(cli_data_rejects_bad_input) {
   const auto dir = sdeflow::test::scratch_dir("toydata_cli_bad");
   const fs::path out = dir / "out.h5";
   const std::string o = " --out " + out.string();
-  expect_cli_input_error("data --name circles --n 10" + o, "circles", out);
-  expect_cli_input_error("data --name circles --n 10" + o, "checkerboard, 8gaussians", out);
-  expect_cli_input_error("data --name moons --n 0" + o, "--n", out);
-  expect_cli_input_error("data --name moons --n -5" + o, "--n", out);
-  expect_cli_input_error("data --name moons --n 10 --split valid" + o, "--split", out);
-  expect_cli_input_error("data --name moons --n 10 --out ''", "--out", out);
-  expect_cli_input_error("data --n 10" + o, "--name", out);
+  sdeflow::test::expect_input_error("data --name circles --n 10" + o, "circles", out);
+  sdeflow::test::expect_input_error("data --name circles --n 10" + o, "checkerboard, 8gaussians", out);
+  sdeflow::test::expect_input_error("data --name moons --n 0" + o, "--n", out);
+  sdeflow::test::expect_input_error("data --name moons --n -5" + o, "--n", out);
+  sdeflow::test::expect_input_error("data --name moons --n 10 --split valid" + o, "--split", out);
+  sdeflow::test::expect_input_error("data --name moons --n 10 --out ''", "--out", out);
+  sdeflow::test::expect_input_error("data --n 10" + o, "--name", out);
   const auto once = run_cli("data --name circles --n 10" + o);
   int lines = 0;
   for (char ch : once.output) lines += ch == '\n';

@@ -38,13 +38,6 @@ at::Tensor gaussian_samples(int64_t n, uint64_t seed) {
   return at::randn({n, 2}, generator, f64).matmul(gaussian_cholesky().t()) + at::tensor(kMean, f64);
 }
 
-void expect_input_error(const std::string& arguments, const std::string& message, const fs::path& out) {
-  const auto result = run_cli(arguments);
-  BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
-  BOOST_TEST(result.output.find(message) != std::string::npos, "expected '" << message << "' in: " << result.output);
-  BOOST_TEST(!fs::exists(out), "output file left behind for: " << arguments);
-}
-
 NetworkModel small_mlp_model(const std::shared_ptr<TrainingData>& data) {
   NetworkModel model;
   model.process = make_linear_process("vp", {});
@@ -309,27 +302,27 @@ BOOST_AUTO_TEST_CASE(bad_input_is_named_with_exit_status_2) {
   const auto dir = test::scratch_dir("train_bad");
   const auto out = dir / "model.h5";
   const std::string o = " --out " + out.string();
-  expect_input_error("train --arch transformer --iters 5" + o, "unknown architecture 'transformer'", out);
-  expect_input_error("train --data nosuchset --iters 5" + o, "'nosuchset' is neither a built-in data set", out);
-  expect_input_error("train --data " + (dir / "missing.h5").string() + " --iters 5" + o, "missing.h5: no such file", out);
+  test::expect_input_error("train --arch transformer --iters 5" + o, "unknown architecture 'transformer'", out);
+  test::expect_input_error("train --data nosuchset --iters 5" + o, "'nosuchset' is neither a built-in data set", out);
+  test::expect_input_error("train --data " + (dir / "missing.h5").string() + " --iters 5" + o, "missing.h5: no such file", out);
   auto x = gaussian_samples(100, 3);
   x.index_put_({17, 1}, NAN);
   save_data((dir / "nan.h5").string(), x);
-  expect_input_error("train --data " + (dir / "nan.h5").string() + " --iters 5" + o, "row 17 is not finite", out);
+  test::expect_input_error("train --data " + (dir / "nan.h5").string() + " --iters 5" + o, "row 17 is not finite", out);
   save_data((dir / "small.h5").string(), gaussian_samples(100, 3));
-  expect_input_error("train --data " + (dir / "small.h5").string() + " --batch 256 --iters 5" + o,
+  test::expect_input_error("train --data " + (dir / "small.h5").string() + " --batch 256 --iters 5" + o,
                      "--batch 256 is larger than the data set", out);
-  expect_input_error("train --weighting uniform --iters 5" + o, "unknown weighting 'uniform'", out);
-  expect_input_error("train --lr -1 --iters 5" + o, "--lr must be a positive number", out);
-  expect_input_error("train --iters 0" + o, "--iters must be positive", out);
-  expect_input_error("train --arch unet --iters 5" + o, "unet", out);   // 2-D points are not images
-  if (!cuda_available()) expect_input_error("train --device cuda --iters 5" + o, "cuda", out);
+  test::expect_input_error("train --weighting uniform --iters 5" + o, "unknown weighting 'uniform'", out);
+  test::expect_input_error("train --lr -1 --iters 5" + o, "--lr must be a positive number", out);
+  test::expect_input_error("train --iters 0" + o, "--iters must be positive", out);
+  test::expect_input_error("train --arch unet --iters 5" + o, "unet", out);   // 2-D points are not images
+  if (!cuda_available()) test::expect_input_error("train --device cuda --iters 5" + o, "cuda", out);
   // Resuming: a run's settings cannot change; a corrupt checkpoint is named.
   const auto good = dir / "good.h5";
   BOOST_TEST_REQUIRE(run_cli("train --iters 20 --batch 32 --width 16 --depth 1 --quiet --device cpu --out " +
                              good.string()).exit_status == 0);
-  expect_input_error("train --resume " + good.string() + " --lr 0.1" + o, "--lr cannot be given with --resume", out);
-  expect_input_error("train --resume " + good.string() + o, "training is already complete", out);
+  test::expect_input_error("train --resume " + good.string() + " --lr 0.1" + o, "--lr cannot be given with --resume", out);
+  test::expect_input_error("train --resume " + good.string() + o, "training is already complete", out);
   fs::copy_file(good, dir / "cut.h5");
   fs::resize_file(dir / "cut.h5", fs::file_size(good) / 2);
   const auto cut = run_cli("train --resume " + (dir / "cut.h5").string() + o);

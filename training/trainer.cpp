@@ -188,33 +188,21 @@ void Trainer::save_checkpoint(const std::string& path) {
     model_.loss_step = at::zeros({0}, at::kLong);
     model_.loss = at::zeros({0}, at::kDouble);
   }
-  const std::string temporary = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    {
-      h5::File file(temporary, h5::Mode::create);
-      write_network_model(file, model_);
-      const auto training = file.has("training") ? file.group("training") : file.create_group("training");
-      const auto group = training.create_group("optimizer");
-      const auto parameters = optimizer_->param_groups().front().params();
-      for (size_t i = 0; i < parameters.size(); ++i) {
-        const auto found = optimizer_->state().find(parameters[i].unsafeGetTensorImpl());
-        if (found == optimizer_->state().end()) continue;   // never stepped
-        const auto& state = static_cast<const torch::optim::AdamParamState&>(*found->second);
-        const auto entry = group.create_group(names_[i]);
-        entry.set_attribute("step", static_cast<int64_t>(state.step()));
-        entry.write_tensor("exp_avg", state.exp_avg());
-        entry.write_tensor("exp_avg_sq", state.exp_avg_sq());
-      }
-      file.flush();
+  h5::write_atomically(path, [&](const h5::File& file) {
+    write_network_model(file, model_);
+    const auto training = file.has("training") ? file.group("training") : file.create_group("training");
+    const auto group = training.create_group("optimizer");
+    const auto parameters = optimizer_->param_groups().front().params();
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      const auto found = optimizer_->state().find(parameters[i].unsafeGetTensorImpl());
+      if (found == optimizer_->state().end()) continue;   // never stepped
+      const auto& state = static_cast<const torch::optim::AdamParamState&>(*found->second);
+      const auto entry = group.create_group(names_[i]);
+      entry.set_attribute("step", static_cast<int64_t>(state.step()));
+      entry.write_tensor("exp_avg", state.exp_avg());
+      entry.write_tensor("exp_avg_sq", state.exp_avg_sq());
     }
-    std::error_code error;
-    std::filesystem::rename(temporary, path, error);
-    if (error) throw IoError(path + ": cannot move the checkpoint into place (" + error.message() + ")");
-  } catch (...) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw;
-  }
+  });
 }
 
 std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, std::shared_ptr<TrainingData> data,
