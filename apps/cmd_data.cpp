@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "io/data_file.hpp"
 #include "io/toy_data.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -36,6 +37,7 @@ int run_data(const DataOptions& options) {
   }
   if (options.n < 1) throw InputError("--n must be positive, got " + std::to_string(options.n));
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   if (options.split != "train" && options.split != "test") {
     throw InputError("--split must be train or test, got '" + options.split + "'");
   }

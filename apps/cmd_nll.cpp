@@ -17,6 +17,7 @@
 #include "likelihood/likelihood.hpp"
 #include "networks/gmm.hpp"
 #include "sdeflow_version.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -66,6 +67,7 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   // Everything that can be wrong with the input is checked before the output file is created.
   if (options.data.empty()) throw InputError("--data must name a data file");
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   if (options.batch <= 0) throw InputError("--batch must be positive, got " + std::to_string(options.batch));
   const auto device = parse_device(options.device);
   const auto dtype = parse_dtype(options.dtype);

@@ -14,6 +14,7 @@
 #include "io/model_file.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/robustness.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -32,6 +33,7 @@ at::Tensor column(const std::vector<int64_t>& values) { return at::tensor(values
 
 int run(Options& options) {
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   validate(options.study);
   const auto model_file = load_model(options.model);
   auto model = model_file.score;

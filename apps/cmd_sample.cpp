@@ -16,6 +16,7 @@
 #include "networks/gmm.hpp"
 #include "processes/sampling.hpp"
 #include "sdeflow_version.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -99,6 +100,7 @@ int run_sample(const SampleOptions& options) {
   if (options.steps <= 0) throw InputError("--steps must be positive, got " + std::to_string(options.steps));
   if (options.save_every < 0) throw InputError("--save-every must be >= 0, got " + std::to_string(options.save_every));
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   (void)solver_info(options.solver);
   const auto device = parse_device(options.device);
   const auto dtype = parse_dtype(options.dtype);

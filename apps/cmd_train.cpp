@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "training/trainer.hpp"
 #include "sdeflow_version.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -43,6 +44,7 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
   // Resuming writes back into the checkpoint unless --out says otherwise.
   if (!options.resume.empty() && cmd.count("--out") == 0) options.out = options.resume;
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   const auto device = parse_device(options.device);
   std::unique_ptr<Trainer> trainer;
   if (!options.resume.empty()) {

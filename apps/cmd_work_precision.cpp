@@ -10,6 +10,7 @@
 #include "io/h5.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/work_precision.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::app {
 
@@ -23,6 +24,7 @@ struct Options {
 
 int run(const Options& options) {
   if (options.out.empty()) throw InputError("--out must name a file");
+  check_output_path(options.out);   // a missing directory: exit 2 before any work
   validate(options.study);
   std::string description;
   const auto tables = run_work_precision(options.study, description);

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "io/output_path.hpp"
 
 namespace sdeflow::h5 {
 
@@ -593,6 +594,7 @@ namespace {
 Handle open_file(const std::string& path, Mode mode) {
   QuietErrors quiet;
   if (mode == Mode::create) {
+    check_output_path(path);
     Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
     if (!file.valid()) throw IoError(path + ": cannot create HDF5 file" + library_error());
     return file;
@@ -720,6 +722,7 @@ void write_rows(const Handle& dataset, const std::string& what, int64_t first_ro
 void silence_library_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 void write_atomically(const std::string& path, const std::function<void(const File&)>& write) {
+  check_output_path(path);   // named as the target, before any temporary file exists
   // Unique per process and call, so concurrent writers (threads, processes) never share a temporary file.
   static std::atomic<uint64_t> counter{0};
   const std::string temporary =

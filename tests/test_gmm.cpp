@@ -112,6 +112,26 @@ BOOST_AUTO_TEST_CASE(samples_have_the_mixture_moments) {
     const double w = mixture->weights()[k].item<double>();
     const double fraction = (component == k).sum().item<double>() / n;
     BOOST_TEST(std::abs(fraction - w) <= 4 * std::sqrt(w * (1 - w) / n));
+    // Within component k: the sample covariance against Sigma_k; entry (i, j) of a Gaussian sample covariance
+    // has variance (Sigma_ii Sigma_jj + Sigma_ij^2) / n_k.
+    const auto rows = x.index({component == k});
+    const double n_k = static_cast<double>(rows.size(0));
+    const auto centred = rows - rows.mean(0);
+    const auto sample_cov = at::matmul(centred.t(), centred) / (n_k - 1);
+    const auto sigma = mixture->covariances()[k];
+    const auto diag = sigma.diagonal();
+    const auto se_cov = at::sqrt((at::outer(diag, diag) + sigma * sigma) / n_k);
+    BOOST_TEST(((sample_cov - sigma).abs() <= 4 * se_cov).all().item<bool>(), "component " << k);
+  }
+  // The whole mixture's covariance (not Gaussian): entry (i, j) is the mean of (x_i - m_i)(x_j - m_j), whose
+  // standard error is estimated from the same products.
+  const auto centred = x - mixture->mean();
+  for (int64_t i = 0; i < 2; ++i) {
+    for (int64_t j = 0; j <= i; ++j) {
+      const auto products = centred.select(1, i) * centred.select(1, j);
+      const double se = products.std().item<double>() / std::sqrt(static_cast<double>(n));
+      BOOST_TEST(std::abs(products.mean().item<double>() - cov[i][j].item<double>()) <= 4 * se, "entry " << i << j);
+    }
   }
 }
 

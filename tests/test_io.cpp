@@ -313,9 +313,18 @@ BOOST_AUTO_TEST_CASE(missing_and_foreign_files) {
   std::ofstream(empty).close();
   check_input_error([&] { h5::File(empty, h5::Mode::read); }, {empty + ": not an HDF5 file"});
 
-  // Creating inside a directory that does not exist is a write failure.
+  // Creating inside a directory that does not exist, or under a regular file, is the caller's input error
+  // (exit status 2 in the CLI), named before anything is created; write_atomically names the target, not its
+  // temporary file, and leaves neither behind.
   const std::string unwritable = path_in(dir, "no/such/dir/out.h5");
-  BOOST_CHECK_THROW(h5::File(unwritable, h5::Mode::create), sdeflow::IoError);
+  check_input_error([&] { h5::File(unwritable, h5::Mode::create); },
+                    {unwritable + ": cannot write the file: the directory " + path_in(dir, "no/such/dir") + " does not exist"});
+  check_input_error([&] { h5::write_atomically(unwritable, [](const h5::File&) {}); }, {unwritable, "does not exist"});
+  BOOST_TEST(!std::filesystem::exists(dir / "no"));
+  const std::string under_text = path_in(dir, "notes.h5/out.h5");
+  check_input_error([&] { h5::write_atomically(under_text, [](const h5::File&) {}); },
+                    {under_text + ": cannot write the file: " + text + " is not a directory"});
+  check_input_error([&] { h5::File(dir.string(), h5::Mode::create); }, {dir.string(), "it is a directory"});
 
   // read_write opens an existing file for modification.
   const std::string path = path_in(dir, "rw.h5");

@@ -97,14 +97,14 @@ void expect_input_error(const std::function<void()>& action, const std::string& 
   }
 }
 
-// A Python with torch and h5py (SDEFLOW_PYTHON), or "" with the reason printed.
+// The project environment's Python with torch and h5py (SDEFLOW_PYTHON, set by CTest from the Python CMake
+// found). Missing, it fails the test that needs it: a comparison that silently skips would claim what it never ran.
 std::string python_with_torch() {
   const char* python = std::getenv("SDEFLOW_PYTHON");
-  if (python == nullptr || !fs::exists(python) ||
-      std::system((std::string("'") + python + "' -c 'import torch, h5py' 2>/dev/null").c_str()) != 0) {
-    BOOST_TEST_MESSAGE("skipped: no Python with torch and h5py (SDEFLOW_PYTHON); scripts/install-deps.sh makes one");
-    return "";
-  }
+  BOOST_TEST_REQUIRE(python != nullptr, "SDEFLOW_PYTHON is not set (run the tests through ctest)");
+  BOOST_TEST_REQUIRE(fs::exists(python), "SDEFLOW_PYTHON=" << python << " does not exist");
+  BOOST_TEST_REQUIRE(std::system((std::string("'") + python + "' -c 'import torch, h5py' 2>/dev/null").c_str()) == 0,
+                     python << " cannot import torch and h5py; scripts/install-deps.sh makes the environment");
   return python;
 }
 
@@ -119,7 +119,6 @@ BOOST_AUTO_TEST_SUITE(networks)
 
 BOOST_AUTO_TEST_CASE(predictions_equal_pytorch_reference) {
   const auto python = python_with_torch();
-  if (python.empty()) return;
   const auto dir = test::scratch_dir("networks_pytorch");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"mlp_sinusoidal", R"({"architecture": "mlp", "data_shape": [2], "width": 32, "depth": 3, "embedding_dim": 16})"},
@@ -132,15 +131,20 @@ BOOST_AUTO_TEST_CASE(predictions_equal_pytorch_reference) {
        R"({"architecture": "unet", "data_shape": [1, 8, 8], "channels": 8, "groups": 2, "embedding": "fourier",
            "embedding_dim": 16, "channel_mult": [1, 2, 2], "activation": "tanh"})"},
   };
-  // All exports at once (torch's import dominates), then every comparison.
-  std::string command;
+  // All exports at once (torch's import dominates), then every comparison. Each export's own exit status is
+  // collected (`wait PID`), so one failing export fails the command; a bare `wait` would always return 0.
+  std::string command = "pids=''; ";
   for (const auto& [name, json] : cases) {
     command += "'" + python + "' " + (scripts_dir() / "export_state_dict.py").string() + " --random-init --seed 5" +
                " --dtype float64 --process vp --parameterisation noise --config '" + json + "' --out " +
-               (dir / (name + ".h5")).string() + " --reference " + (dir / (name + "_ref.h5")).string() + " & ";
+               (dir / (name + ".h5")).string() + " --reference " + (dir / (name + "_ref.h5")).string() +
+               " & pids=\"$pids $!\"; ";
   }
-  command += "wait";
-  BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0);
+  command += "status=0; for pid in $pids; do wait $pid || status=1; done; exit $status";
+  BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0, command);
+  // The same construction reports a failing export: one job exits 3, so the whole command must not return 0.
+  BOOST_TEST(std::system("pids=''; true & pids=\"$pids $!\"; sh -c 'exit 3' & pids=\"$pids $!\"; "
+                         "status=0; for pid in $pids; do wait $pid || status=1; done; exit $status") != 0);
   for (const auto& [name, json] : cases) {
     const auto model = load_network_model((dir / (name + ".h5")).string());
     BOOST_TEST(model.config.architecture == name.substr(0, name.find('_')));

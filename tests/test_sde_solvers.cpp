@@ -108,7 +108,13 @@ void report(const std::string& what, const Order& order, double expected, const 
   for (size_t i = 0; i < h.size(); ++i) levels << " h=" << h[i] << ":" << errors[i].mean().item<double>();
   BOOST_TEST_MESSAGE(what << ": strong order " << order.measured << " (95% CI [" << order.low << ", " << order.high
                           << "], theory " << expected << ");" << levels.str());
-  BOOST_TEST(std::abs(order.measured - expected) <= 0.2, what << " strong order " << order.measured);
+  // The theoretical order must lie in the 95% interval, widened by 0.1 for the pre-asymptotic range of the
+  // ladder (the coarsest steps; docs/testing.md, "Orders"), and the interval must be narrow enough (half-width
+  // <= 0.1) that a method 0.2 below its order fails: an SRA1 or SRI2 of order 1.3 does not pass.
+  const double widening = 0.1;
+  BOOST_TEST(order.high - order.measured <= 0.1, what << ": interval too wide to judge the order");
+  BOOST_TEST((order.low - widening <= expected && expected <= order.high + widening),
+             what << " strong order " << order.measured << " [" << order.low << ", " << order.high << "]");
 }
 
 }  // namespace

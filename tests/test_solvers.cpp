@@ -66,9 +66,12 @@ BOOST_AUTO_TEST_CASE(ode_solvers_reach_their_order) {
       h.push_back(t1 / steps);
       error.push_back((solution.y - exact).abs().max().item<double>());
     }
+    // Deterministic: the order between the two finest levels must be within 0.1 of the theory (a method
+    // 0.2 below its order fails); the slope over the whole ladder is printed.
     const double measured = sdeflow::test::log_log_slope(h, error);
-    BOOST_TEST_MESSAGE(name << ": measured order " << measured);
-    BOOST_TEST(std::abs(measured - order) <= 0.2, name << " order " << measured);
+    const double finest = sdeflow::test::finest_pairwise_order(h, error);
+    BOOST_TEST_MESSAGE(name << ": measured order " << measured << ", finest pair " << finest);
+    BOOST_TEST(std::abs(finest - order) <= 0.1, name << " order " << finest);
   }
 }
 
@@ -90,7 +93,7 @@ BOOST_AUTO_TEST_CASE(euler_maruyama_weak_order_one_on_ornstein_uhlenbeck) {
   OrnsteinUhlenbeck sde(theta, sigma);
   auto em = make_stepper("em");
   const double exact = std::exp(-2 * theta * T) * x0 * x0 + sigma * sigma / (2 * theta) * (1 - std::exp(-2 * theta * T));
-  std::vector<double> h, error;
+  std::vector<double> h, error, error_se, exact_error;
   for (int64_t steps : {8, 16, 32, 64}) {
     auto generator = at::detail::createCPUGenerator(42);
     GridIncrements brownian(generator, 1);
@@ -109,10 +112,30 @@ BOOST_AUTO_TEST_CASE(euler_maruyama_weak_order_one_on_ornstein_uhlenbeck) {
     BOOST_TEST(std::abs(estimate - recursion) <= 4 * se, "steps " << steps);
     h.push_back(step);
     error.push_back(std::abs(estimate - exact));
+    error_se.push_back(se);
+    exact_error.push_back(std::abs(recursion - exact));
   }
+  // Each estimate matching EM's exact second-moment recursion within 4 SE (above) pins the weak error itself,
+  // level by level. Its order: the recursion's weak error |m_N - E X_T^2| has pairwise order within 0.02 of
+  // 1 on fine grids (N = 8192 -> 16384: 1.006; on this coarse ladder it is still pre-asymptotic, slope ~1.8), and the
+  // Monte-Carlo slope over the ladder lies in its 95% interval (delta method on the estimates' standard
+  // errors) around the recursion's slope.
   const double measured = sdeflow::test::log_log_slope(h, error);
-  BOOST_TEST_MESSAGE("Euler-Maruyama weak order " << measured);
-  BOOST_TEST(std::abs(measured - 1.0) <= 0.2);
+  const double half_width = 1.96 * sdeflow::test::log_log_slope_sd(h, error, error_se);
+  const double recursion_order = sdeflow::test::log_log_slope(h, exact_error);
+  std::vector<double> fine_h, fine_error;
+  for (const int64_t steps : {8192, 16384}) {
+    const double step = T / steps;
+    double recursion = x0 * x0;
+    for (int64_t i = 0; i < steps; ++i) recursion = std::pow(1 - theta * step, 2) * recursion + sigma * sigma * step;
+    fine_h.push_back(step);
+    fine_error.push_back(std::abs(recursion - exact));
+  }
+  const double fine_order = sdeflow::test::finest_pairwise_order(fine_h, fine_error);
+  BOOST_TEST_MESSAGE("Euler-Maruyama weak order " << measured << " +- " << half_width << " (exact recursion "
+                     << recursion_order << " on this ladder, " << fine_order << " at N = 8192 -> 16384)");
+  BOOST_TEST(std::abs(fine_order - 1.0) <= 0.02);
+  BOOST_TEST(std::abs(measured - recursion_order) <= half_width);
 }
 
 BOOST_AUTO_TEST_CASE(failed_samples_get_a_status_and_leave_the_rest_alone) {

@@ -9,6 +9,8 @@
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/model_file.hpp"
+#include "networks/gmm.hpp"
 #include "studies/metrics.hpp"
 #include "support.hpp"
 
@@ -18,6 +20,26 @@ namespace fs = std::filesystem;
 namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
+
+// The differential entropy H(p) = -int p log p of a 2-D mixture by the midpoint rule on a box 10 standard
+// deviations beyond every mean, step 0.01 (at least 20 points per the smallest standard deviation, 0.22 for the
+// built-in mixture: the rule's error on Gaussians is far below 1e-8, and so is the mass outside the box).
+double mixture_entropy(const GaussianMixture& mixture) {
+  const double sd = mixture.covariances().diagonal(0, 1, 2).max().sqrt().item<double>();
+  const at::Tensor lo = at::amin(mixture.means(), 0) - 10 * sd;
+  const at::Tensor hi = at::amax(mixture.means(), 0) + 10 * sd;
+  const double h = 0.01;
+  const auto gx = at::arange(lo[0].item<double>() + h / 2, hi[0].item<double>(), h, f64);
+  const auto gy = at::arange(lo[1].item<double>() + h / 2, hi[1].item<double>(), h, f64);
+  const auto mesh = at::meshgrid({gx, gy}, "ij");
+  const auto points = at::stack({mesh[0].flatten(), mesh[1].flatten()}, 1);
+  double total = 0;
+  for (int64_t start = 0; start < points.size(0); start += 200000) {
+    const auto log_p = mixture.log_prob(points.narrow(0, start, std::min<int64_t>(200000, points.size(0) - start)));
+    total -= (log_p.exp() * log_p).sum().item<double>() * h * h;
+  }
+  return total;
+}
 
 }  // namespace
 
@@ -76,7 +98,25 @@ BOOST_AUTO_TEST_CASE(sliced_w2_and_energy_match_closed_forms) {
   const double mean = t.mean().item<double>(), se = t.std().item<double>() / std::sqrt(10.0);
   BOOST_TEST_MESSAGE("energy " << mean << " +- " << se << " exact " << exact);
   BOOST_TEST(std::abs(mean - exact) <= 4 * se);
-  // Identical samples: MMD^2 (unbiased) is exactly -(its diagonal-free bias) ~ 0, energy 0 up to bias.
+  // Identical samples X = Y of n points. With kbar (dbar) the mean kernel value (distance) over the n(n-1) pairs
+  // i != j, the unbiased within-sample terms are kbar (dbar) and the cross term includes the diagonal:
+  // E k(X, Y) = ((n - 1) kbar + 1) / n, E|X - Y| = (n - 1) dbar / n. Hence exactly
+  // MMD^2(X, X) = 2 (kbar - 1) / n (in [-2/n, 0]) and energy(X, X) = -2 dbar / n. kbar and dbar come from cdist
+  // here, independently of the blocked sums; the tolerance is rounding (about 1e-12 on the sums of 10^6 terms,
+  // and sqrt of the rounding of |a|^2 + |a|^2 - 2 a.a on the diagonal, about 3e-8 / n per row).
+  {
+    const auto same = x.narrow(0, 0, 1000);
+    const double n = 1000, l = 1.5;
+    const auto d = at::cdist(same, same);
+    const auto off = at::ones({1000, 1000}, at::kBool).logical_xor(at::eye(1000, at::kBool));
+    const double kbar = at::exp(-d.pow(2) / (2 * l * l)).masked_select(off).mean().item<double>();
+    const double dbar = d.masked_select(off).mean().item<double>();
+    const double mmd_same = mmd2_rbf(same, same, l), energy_same = energy_distance(same, same);
+    BOOST_TEST_MESSAGE("identical samples: MMD^2 " << mmd_same << " (exact " << 2 * (kbar - 1) / n << "), energy "
+                       << energy_same << " (exact " << -2 * dbar / n << ")");
+    BOOST_TEST(std::abs(mmd_same - 2 * (kbar - 1) / n) <= 1e-10);
+    BOOST_TEST(std::abs(energy_same + 2 * dbar / n) <= 1e-9);
+  }
   BOOST_CHECK_THROW(mmd2_rbf(x, at::randn({10, 2}, g, f64)), InputError);
   auto bad = x.narrow(0, 0, 10).clone();
   bad[3][1] = std::nan("");
@@ -94,20 +134,59 @@ BOOST_AUTO_TEST_CASE(robustness_command_writes_its_tables) {
   BOOST_TEST(file.attribute_string("grid") == "uniform");
   BOOST_TEST(file.attribute_int("complete") == 1);
   const auto em = file.group("sampling").group("em");
+  const auto rk4 = file.group("sampling").group("rk4");
   const auto ll = em.read_tensor("mean_log_likelihood");
   const auto se = em.read_tensor("mean_log_likelihood_stderr");
   BOOST_TEST(em.read_tensor("steps").size(0) == 2);
-  // Five Euler-Maruyama steps distort the samples far beyond Monte-Carlo error; 100 steps come within a few
-  // standard errors + 0.05 of the data's own mean log-likelihood (about -1.64 for the built-in mixture).
-  const auto rk4 = file.group("sampling").group("rk4");
-  const double good = rk4.read_tensor("mean_log_likelihood")[1].item<double>();
-  BOOST_TEST(std::abs(ll[0].item<double>() - good) > 10 * se[0].item<double>());
-  BOOST_TEST(std::abs(ll[1].item<double>() - good) <= 4 * se[1].item<double>() + 0.05);
+  // The data's own mean log-likelihood E_p log p = -H(p) of the built-in mixture, by quadrature (no Monte-Carlo
+  // error), -1.6694. Five Euler-Maruyama steps distort the samples far beyond Monte-Carlo error (measured: -3.14);
+  // 100 steps come within 4 standard errors plus EM's own weak bias at 100 steps, kEmBias100: measured with 100000
+  // samples (seed 5) at 100, 200 and 400 steps as -1.6672, -1.6726, -1.6697, each +- 0.0032, i.e. unresolved at
+  // that precision; the allowance is the 100-step difference plus 3 of its standard errors, 0.0022 + 0.0096.
+  // RK4 at 100 steps (measured -1.6753 +- 0.0032 with 100000 samples: bias unresolved too) is held to the same.
+  const double data_ll = -mixture_entropy(*builtin_model("gmm2d").mixture);
+  constexpr double kEmBias100 = 0.012;
+  const double rk4_ll = rk4.read_tensor("mean_log_likelihood")[1].item<double>();
+  const double rk4_se = rk4.read_tensor("mean_log_likelihood_stderr")[1].item<double>();
+  BOOST_TEST_MESSAGE("mean log p: data " << data_ll << ", em 5 steps " << ll[0].item<double>() << ", em 100 steps "
+                     << ll[1].item<double>() << " +- " << se[1].item<double>() << ", rk4 100 steps " << rk4_ll << " +- "
+                     << rk4_se);
+  BOOST_TEST(std::abs(ll[0].item<double>() - data_ll) > 10 * se[0].item<double>());
+  BOOST_TEST(std::abs(ll[1].item<double>() - data_ll) <= 4 * se[1].item<double>() + kEmBias100);
+  BOOST_TEST(std::abs(rk4_ll - data_ll) <= 4 * rk4_se + kEmBias100);
+  // MMD^2 and energy distance against the held-out set: the null spread of each metric (two independent exact
+  // sample sets of the same size, same bandwidth) from 10 replicates here; RK4 at 100 steps lies within 4 null
+  // standard deviations of the null mean, and so does the file's noise floor, while 5 EM steps lie beyond 10.
+  const auto sampling = file.group("sampling");
+  const double bandwidth = sampling.attribute_double("bandwidth");
+  BOOST_TEST(bandwidth > 0.0);
+  {
+    const auto mixture = builtin_model("gmm2d").mixture;
+    std::vector<double> mmd_null, energy_null;
+    for (uint64_t seed = 0; seed < 10; ++seed) {
+      auto g = at::detail::createCPUGenerator(1000 + seed);
+      const auto a = mixture->sample(2000, g, f64).first, b = mixture->sample(2000, g, f64).first;
+      mmd_null.push_back(mmd2_rbf(a, b, bandwidth));
+      energy_null.push_back(energy_distance(a, b));
+    }
+    for (const auto& [metric, null] : std::vector<std::pair<std::string, std::vector<double>>>{
+             {"mmd2", mmd_null}, {"energy", energy_null}}) {
+      const auto t = at::tensor(null, f64);
+      const double mean = t.mean().item<double>(), sd = t.std().item<double>();
+      const double crude = em.read_tensor(metric)[0].item<double>(), fine = rk4.read_tensor(metric)[1].item<double>();
+      const double floor = sampling.attribute_double(metric + "_floor");
+      BOOST_TEST_MESSAGE(metric << ": null " << mean << " +- " << sd << ", floor " << floor << ", rk4 100 steps " << fine
+                                << ", em 5 steps " << crude);
+      BOOST_TEST(std::abs(fine - mean) <= 4 * sd, metric);
+      BOOST_TEST(std::abs(floor - mean) <= 4 * sd, metric);
+      BOOST_TEST(crude - mean > 10 * sd, metric);
+    }
+  }
+  // NLL part: dopri5's max error against the exact log-density falls with the tolerance (1e-2 -> 1e-6).
   const auto nll = file.group("nll").group("dopri5");
   const auto max_error = nll.read_tensor("max_abs_error");
   BOOST_TEST(max_error[1].item<double>() < max_error[0].item<double>());
   BOOST_TEST(max_error[1].item<double>() <= 1e-3);
-  BOOST_TEST(file.group("sampling").attribute_double("bandwidth") > 0.0);
 
   for (const auto& [arguments, message] : std::vector<std::pair<std::string, std::string>>{
            {"robustness --samplers em,xx", "unknown solver 'xx'"},
@@ -125,10 +204,18 @@ BOOST_AUTO_TEST_CASE(robustness_command_writes_its_tables) {
 }
 
 BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
-  // One Brownian tree per run, 2000 paths, steps 8..128: the fitted strong orders of Euler-Maruyama (0.5 on
-  // geometric Brownian motion, 1.0 with additive noise), Milstein (1.0) and SRA1 (1.5 on additive noise with a
-  // nonlinear drift, against a 4096-step SRA1 reference on the same path) lie within 0.15 of theory, and
-  // their bootstrap intervals are written.
+  // One Brownian tree per run, 2000 paths, steps 8..128: the theoretical strong orders of Euler-Maruyama (0.5 on
+  // geometric Brownian motion, 1.0 with additive noise), Milstein (1.0), SRI2 (1.5 on GBM) and SRA1 (1.5 on additive
+  // noise with a nonlinear drift, against a 4096-step SRA1 reference on the same path) lie in the fitted order's
+  // 95 % bootstrap interval widened by kWiden = 4 about the estimate. The bootstrap covers the paths' Monte-Carlo
+  // noise only; a slope fitted over 8..128 steps also carries the pre-asymptotic bias of the next error term,
+  // which on these problems is at most 3.3 half-widths (SRA1 on the additive problem: 1.565 [1.545, 1.585],
+  // docs/studies.md), hence 4. An order 1.3 SRA1 (or 0.7 Milstein) lies 10+ half-widths away and fails.
+  // The interval itself must be informative: its half-width is at most twice the delta-method standard error of
+  // the least-squares slope from the per-level standard errors (treated as independent; the levels share paths,
+  // which makes the bootstrap interval narrower, not wider), times 1.96, so an interval widened to [-inf, inf]
+  // by a broken bootstrap would fail.
+  constexpr double kWiden = 4.0;
   const auto dir = test::scratch_dir("convergence");
   struct Case {
     std::string problem, solvers;
@@ -148,11 +235,18 @@ BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
       const auto group = orders.group(solver);
       const double strong = group.attribute_double("strong");
       const auto ci = group.attribute_doubles("strong_ci");
-      BOOST_TEST_MESSAGE(c.problem << " " << solver << ": strong order " << strong << " [" << ci[0] << ", " << ci[1] << "]");
-      BOOST_TEST(std::abs(strong - order) <= 0.15, c.problem << " " << solver << " " << strong);
-      BOOST_TEST(ci[0] <= strong);
-      BOOST_TEST(ci[1] >= strong);
-      BOOST_TEST(group.read_tensor("strong_error").size(0) == 5);
+      const auto error = group.read_tensor("strong_error"), error_se = group.read_tensor("strong_error_se");
+      const auto log_h = group.read_tensor("step_size").log();
+      BOOST_TEST_REQUIRE(error.size(0) == 5);
+      const auto w = (log_h - log_h.mean()) / (log_h - log_h.mean()).pow(2).sum();   // slope = sum w_i log e_i
+      const double slope_se = (w * error_se / error).pow(2).sum().sqrt().item<double>();
+      const double lo = strong - kWiden * (strong - ci[0]), hi = strong + kWiden * (ci[1] - strong);
+      BOOST_TEST_MESSAGE(c.problem << " " << solver << ": strong order " << strong << " [" << ci[0] << ", " << ci[1]
+                         << "], widened [" << lo << ", " << hi << "], delta-method slope SE " << slope_se);
+      BOOST_TEST((lo <= order && order <= hi), c.problem << " " << solver << ": theory " << order << " outside ["
+                                                           << lo << ", " << hi << "]");
+      BOOST_TEST(ci[0] < ci[1]);
+      BOOST_TEST((ci[1] - ci[0]) / 2 <= 2 * 1.96 * slope_se, c.problem << " " << solver);
     }
     if (c.problem == "gbm") BOOST_TEST(orders.group("sra1").has_attribute("note"));   // refused: not additive
     // The weak fit uses only levels whose weak error is at least 2 standard errors: Milstein's are all resolved
@@ -160,7 +254,12 @@ BOOST_AUTO_TEST_CASE(convergence_command_measures_strong_orders) {
     if (c.problem == "gbm") {
       const auto milstein = orders.group("milstein"), sri2 = orders.group("sri2");
       BOOST_TEST(milstein.attribute_int("weak_levels") == 5);
-      BOOST_TEST(std::abs(milstein.attribute_double("weak") - 1.0) <= 0.2);
+      // Milstein's weak order 1 in its weak bootstrap interval, widened by the same factor.
+      const double weak = milstein.attribute_double("weak");
+      const auto weak_ci = milstein.attribute_doubles("weak_ci");
+      BOOST_TEST_MESSAGE("gbm milstein: weak order " << weak << " [" << weak_ci[0] << ", " << weak_ci[1] << "]");
+      BOOST_TEST(weak - kWiden * (weak - weak_ci[0]) <= 1.0);
+      BOOST_TEST(weak + kWiden * (weak_ci[1] - weak) >= 1.0);
       const auto weak_error = sri2.read_tensor("weak_error"), weak_se = sri2.read_tensor("weak_error_se");
       const int64_t resolved = (weak_error >= 2 * weak_se).sum().item<int64_t>();
       BOOST_TEST(sri2.attribute_int("weak_levels") == resolved);

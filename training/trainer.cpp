@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 
@@ -202,6 +204,11 @@ void Trainer::save_checkpoint(const std::string& path) {
       entry.write_tensor("exp_avg", state.exp_avg());
       entry.write_tensor("exp_avg_sq", state.exp_avg_sq());
     }
+    // Test hook (tests/test_training.cpp): SDEFLOW_TEST_KILL_AT_CHECKPOINT=K kills the process with SIGKILL while
+    // it writes the checkpoint of step K, when the temporary file is filled but neither closed nor renamed:
+    // the worst moment for a kill, reached deterministically.
+    static const char* kill_at = std::getenv("SDEFLOW_TEST_KILL_AT_CHECKPOINT");
+    if (kill_at != nullptr && std::strtoll(kill_at, nullptr, 10) == step_) std::raise(SIGKILL);
   });
 }
 
