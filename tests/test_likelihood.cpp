@@ -213,6 +213,9 @@ BOOST_AUTO_TEST_CASE(noise_and_data_predictions_give_the_exact_likelihood) {
     options.trace = TraceMethod::exact;
     options.eps = 1e-5;
     options.prior = PriorKind::standard;
+    // The exact score needs ~40 steps per row; a wrong conversion makes the flow stiff (a planted
+    // sigma-for-1/sigma took minutes per solve): it must fail fast, as max-steps.
+    options.ode.max_steps = 2000;
     auto generator = at::detail::createCPUGenerator(0);
     const auto reference = negative_log_likelihood(linear, mixture_score, problem.x, options, DataTransform{}, generator);
     BOOST_REQUIRE((reference.status == 0).all().item<bool>());
