@@ -54,7 +54,9 @@ std::unique_ptr<Stepper> make_stepper(const std::string& name, const SolverOptio
   if (name == "dpm2") return make_dpm_solver(2);
   if (name == "dpm3") return make_dpm_solver(3);
   if (name == "heun") return make_heun();
-  return make_rk4();
+  if (name == "rk4") return make_rk4();
+  // A registered name without a factory line is a programming error, never a silent fallback to another solver.
+  throw Error("solver registry: '" + name + "' is registered but has no factory");
 }
 
 }  // namespace sdeflow

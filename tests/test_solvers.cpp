@@ -75,6 +75,23 @@ BOOST_AUTO_TEST_CASE(ode_solvers_reach_their_order) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(every_registered_solver_has_its_own_stepper) {
+  // Each name in the registry builds a stepper of its own kind (no fallback to another solver): an SDE
+  // sampler's stepper is stochastic, a probability-flow one is not (ddim-stochastic is stochastic through
+  // its eta); an unknown name is an input error naming the known ones.
+  for (const auto& info : sampling_solvers()) {
+    std::unique_ptr<Stepper> stepper;
+    BOOST_REQUIRE_NO_THROW(stepper = make_stepper(info.name));
+    BOOST_TEST(stepper->stochastic() == info.stochastic, info.name);
+    // Steppers named after their method: the SDE samplers and stochastic DDIM (named "ddim") carry another name.
+    if (info.name != "ggf" && info.name != "pc" && info.name != "em" && info.name != "reverse-diffusion" &&
+        info.name != "ddim-stochastic") {
+      BOOST_TEST(stepper->name() == info.name, info.name << " built " << stepper->name());
+    }
+  }
+  BOOST_CHECK_THROW(make_stepper("rk5"), InputError);
+}
+
 BOOST_AUTO_TEST_CASE(integrates_backwards_in_time) {
   Riccati field;
   auto rk4 = make_stepper("rk4");
