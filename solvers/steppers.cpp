@@ -189,7 +189,24 @@ StepResult EulerMaruyama::step(const Term& term, const at::Tensor& t, const at::
   return {mean + scale_diffusion(sde.diffusion(t, y), dw), at::Tensor()};
 }
 
-void ReverseDiffusionPredictor::check_term(const Term& term) const { (void)as_reverse_sde(term, name()); }
+namespace {
+
+// The reverse-diffusion predictor inverts the forward transition with the score alone; for a G that depends on
+// x the reverse drift also needs -div(G G^T), which that inversion leaves out: refuse rather than sample the
+// wrong process.
+void refuse_state_dependent_diffusion(const ReverseSde& sde, const std::string& solver) {
+  if (sde.process().state_dependent_diffusion()) {
+    throw InputError("solver '" + solver + "' does not support the state-dependent diffusion of process " +
+                     sde.process().name() + " (its predictor omits the div(G G^T) drift term); use em, milstein, "
+                     "ei-heun or a probability-flow solver");
+  }
+}
+
+}  // namespace
+
+void ReverseDiffusionPredictor::check_term(const Term& term) const {
+  refuse_state_dependent_diffusion(as_reverse_sde(term, name()), name());
+}
 
 StepResult ReverseDiffusionPredictor::step(const Term& term, const at::Tensor& t, const at::Tensor& y,
                                            const at::Tensor& dt, StepContext& context) {
@@ -209,7 +226,9 @@ PredictorCorrector::PredictorCorrector(double snr, int corrector_steps) : snr_(s
   if (corrector_steps < 0) throw InputError("pc: --corrector-steps must be >= 0");
 }
 
-void PredictorCorrector::check_term(const Term& term) const { (void)as_reverse_sde(term, name()); }
+void PredictorCorrector::check_term(const Term& term) const {
+  refuse_state_dependent_diffusion(as_reverse_sde(term, name()), name());
+}
 
 at::Tensor PredictorCorrector::correct(const Term& term, const at::Tensor& t, const at::Tensor& y,
                                        const at::Tensor& dt, StepContext& context) const {

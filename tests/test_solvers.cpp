@@ -11,6 +11,7 @@
 #include "fields.hpp"
 #include "support.hpp"
 #include "solvers/integrate.hpp"
+#include "processes/reverse.hpp"
 #include "solvers/registry.hpp"
 
 using namespace sdeflow;
@@ -90,6 +91,55 @@ BOOST_AUTO_TEST_CASE(every_registered_solver_has_its_own_stepper) {
     }
   }
   BOOST_CHECK_THROW(make_stepper("rk5"), InputError);
+}
+
+namespace {
+
+// dx = -x/2 dt + sqrt(1 + x^2) dW (diagonal, state-dependent G) with a standard normal prior: only its
+// capability flag matters to the checks below.
+class MultiplicativeNoiseProcess : public Process {
+ public:
+  std::string name() const override { return "test-multiplicative"; }
+  at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const override { (void)t; return -0.5 * x; }
+  Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const override {
+    (void)t;
+    return Diffusion::diagonal(at::sqrt(1 + x * x));
+  }
+  bool state_dependent_diffusion() const override { return true; }
+  at::Tensor diffusion_divergence(const at::Tensor& x, const at::Tensor& t) const override { (void)t; return 2 * x; }
+  at::Tensor prior_sample(int64_t n, int64_t dim, const at::TensorOptions& options, at::Generator& generator) const override {
+    return at::randn({n, dim}, generator, options);
+  }
+  at::Tensor prior_log_prob(const at::Tensor& xT) const override {
+    return -0.5 * xT.pow(2).sum(1) - 0.5 * xT.size(1) * std::log(2 * M_PI);
+  }
+  TimeRange time_range() const override { return {}; }
+};
+
+class StandardNormalScore : public ScoreModel {
+ public:
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override { (void)t; return -x; }
+  int64_t dim() const override { return 2; }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(reverse_diffusion_and_pc_refuse_a_state_dependent_diffusion) {
+  // Their predictor inverts the forward transition without the -div(G G^T) drift term: for a state-dependent
+  // G that would sample the wrong process, so they refuse it by name; Euler-Maruyama on the same reverse SDE
+  // (whose drift includes the term) is accepted.
+  ReverseSde sde(std::make_shared<MultiplicativeNoiseProcess>(), std::make_shared<StandardNormalScore>());
+  for (const std::string name : {"reverse-diffusion", "pc"}) {
+    const auto stepper = make_stepper(name);
+    try {
+      stepper->check_term(sde);
+      BOOST_ERROR(name << " accepted a state-dependent diffusion");
+    } catch (const InputError& error) {
+      BOOST_TEST(std::string(error.what()).find("state-dependent diffusion of process test-multiplicative") !=
+                 std::string::npos, error.what());
+    }
+  }
+  BOOST_CHECK_NO_THROW(make_stepper("em")->check_term(sde));
 }
 
 BOOST_AUTO_TEST_CASE(integrates_backwards_in_time) {
