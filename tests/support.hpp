@@ -16,7 +16,6 @@ struct CommandResult {
   int exit_status = -1;      // the child's exit status; 128 + N if it was killed by signal N
   std::string output;        // stdout and stderr together
 };
-// Runs "$SDEFLOW_BIN <arguments>" through /bin/sh with stderr merged into stdout.
 // Least-squares slope of log(y) against log(x): a measured convergence order.
 inline double log_log_slope(const std::vector<double>& x, const std::vector<double>& y) {
   double mx = 0, my = 0;
@@ -68,6 +67,9 @@ inline double log_log_slope_sd(const std::vector<double>& x, const std::vector<d
   return std::sqrt(var);
 }
 
+// Runs a shell command through /bin/sh with stderr merged into stdout.
+CommandResult run_shell(const std::string& command);
+// Runs "$SDEFLOW_BIN <arguments>" (after `environment`, e.g. "VAR=value") through run_shell.
 CommandResult run_cli(const std::string& arguments, const std::string& environment = "");
 
 // Runs the CLI with `arguments` and checks the handling of a bad input: exit status 2, `message` in the

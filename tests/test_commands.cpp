@@ -16,7 +16,6 @@
 #include <regex>
 #include <sstream>
 
-#include <sys/wait.h>
 
 #include "io/data_file.hpp"
 #include "io/h5.hpp"
@@ -26,10 +25,13 @@
 #include "networks/gmm.hpp"
 #include "networks/network.hpp"
 #include "studies/metrics.hpp"
+#include "mixture_checks.hpp"
 #include "support.hpp"
 
 using namespace sdeflow;
+using sdeflow::test::mixture_entropy;
 using sdeflow::test::run_cli;
+using sdeflow::test::run_shell;
 namespace fs = std::filesystem;
 
 namespace {
@@ -49,38 +51,7 @@ std::string python() {
   return p;
 }
 
-// Runs a shell command with stderr merged into stdout; returns the exit status (128 + N for signal N).
-test::CommandResult run_shell(const std::string& command) {
-  test::CommandResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  BOOST_TEST_REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) result.output.append(buffer, got);
-  const int status = pclose(pipe);
-  result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
-}
 
-// The differential entropy H(p) = -int p log p of a 2-D mixture by the midpoint rule on a box 10 standard
-// deviations beyond every mean, step 0.01 (at least 20 points per the smallest standard deviation, 0.22 for the
-// built-in mixture: the rule's error on Gaussians is far below 1e-8, and so is the mass outside the box).
-double mixture_entropy(const GaussianMixture& mixture) {
-  const double sd = mixture.covariances().diagonal(0, 1, 2).max().sqrt().item<double>();
-  const at::Tensor lo = at::amin(mixture.means(), 0) - 10 * sd;
-  const at::Tensor hi = at::amax(mixture.means(), 0) + 10 * sd;
-  const double h = 0.01;
-  const auto gx = at::arange(lo[0].item<double>() + h / 2, hi[0].item<double>(), h, f64);
-  const auto gy = at::arange(lo[1].item<double>() + h / 2, hi[1].item<double>(), h, f64);
-  const auto mesh = at::meshgrid({gx, gy}, "ij");
-  const auto points = at::stack({mesh[0].flatten(), mesh[1].flatten()}, 1);
-  double total = 0;
-  for (int64_t start = 0; start < points.size(0); start += 200000) {
-    const auto log_p = mixture.log_prob(points.narrow(0, start, std::min<int64_t>(200000, points.size(0) - start)));
-    total -= (log_p.exp() * log_p).sum().item<double>() * h * h;
-  }
-  return total;
-}
 
 // The value after `label` on the first output line that contains it ("NLL (nats)   3.54 ..." -> 3.54).
 double printed_number(const std::string& output, const std::string& label) {

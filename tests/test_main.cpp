@@ -28,19 +28,23 @@ std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
-CommandResult run_cli(const std::string& arguments, const std::string& environment) {
-  const char* bin = std::getenv("SDEFLOW_BIN");
-  BOOST_REQUIRE_MESSAGE(bin != nullptr, "SDEFLOW_BIN is not set (run the tests through ctest)");
-  const std::string command = environment + " '" + std::string(bin) + "' " + arguments + " 2>&1";
+CommandResult run_shell(const std::string& command) {
   CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   BOOST_REQUIRE(pipe != nullptr);
   std::array<char, 4096> buffer{};
-  while (fgets(buffer.data(), buffer.size(), pipe) != nullptr) result.output += buffer.data();
+  size_t got;
+  while ((got = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), got);
   const int status = pclose(pipe);
   if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
   else if (WIFSIGNALED(status)) result.exit_status = 128 + WTERMSIG(status);
   return result;
+}
+
+CommandResult run_cli(const std::string& arguments, const std::string& environment) {
+  const char* bin = std::getenv("SDEFLOW_BIN");
+  BOOST_REQUIRE_MESSAGE(bin != nullptr, "SDEFLOW_BIN is not set (run the tests through ctest)");
+  return run_shell(environment + " '" + std::string(bin) + "' " + arguments);
 }
 
 void expect_input_error(const std::string& arguments, const std::string& message, const std::filesystem::path& out) {

@@ -12,34 +12,17 @@
 #include "io/model_file.hpp"
 #include "networks/gmm.hpp"
 #include "studies/metrics.hpp"
+#include "mixture_checks.hpp"
 #include "support.hpp"
 
 using namespace sdeflow;
+using sdeflow::test::mixture_entropy;
 namespace fs = std::filesystem;
 
 namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
 
-// The differential entropy H(p) = -int p log p of a 2-D mixture by the midpoint rule on a box 10 standard
-// deviations beyond every mean, step 0.01 (at least 20 points per the smallest standard deviation, 0.22 for the
-// built-in mixture: the rule's error on Gaussians is far below 1e-8, and so is the mass outside the box).
-double mixture_entropy(const GaussianMixture& mixture) {
-  const double sd = mixture.covariances().diagonal(0, 1, 2).max().sqrt().item<double>();
-  const at::Tensor lo = at::amin(mixture.means(), 0) - 10 * sd;
-  const at::Tensor hi = at::amax(mixture.means(), 0) + 10 * sd;
-  const double h = 0.01;
-  const auto gx = at::arange(lo[0].item<double>() + h / 2, hi[0].item<double>(), h, f64);
-  const auto gy = at::arange(lo[1].item<double>() + h / 2, hi[1].item<double>(), h, f64);
-  const auto mesh = at::meshgrid({gx, gy}, "ij");
-  const auto points = at::stack({mesh[0].flatten(), mesh[1].flatten()}, 1);
-  double total = 0;
-  for (int64_t start = 0; start < points.size(0); start += 200000) {
-    const auto log_p = mixture.log_prob(points.narrow(0, start, std::min<int64_t>(200000, points.size(0) - start)));
-    total -= (log_p.exp() * log_p).sum().item<double>() * h * h;
-  }
-  return total;
-}
 
 }  // namespace
 
