@@ -15,7 +15,7 @@
 #include "io/model_file.hpp"
 #include "io/nll_file.hpp"
 #include "likelihood/likelihood.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "sdeflow_version.hpp"
 #include "io/output_path.hpp"
 
@@ -42,6 +42,7 @@ struct NllOptions {
   double scale = 1.0, shift = 0.0;
   int64_t levels = 256;
   int64_t dequant_samples = 1;
+  int64_t velocity_samples = 1;
   bool quiet = false;
 };
 
@@ -85,7 +86,16 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   model_file.place(device, dtype);
   auto model = model_file.score;
   validate(likelihood, *model_file.process, *model);
-  const auto data = load_data(options.data, model->dim());
+  likelihood.velocity_samples = options.velocity_samples;
+  const bool augmented = model_file.process->augmented();
+  if (!augmented && options.velocity_samples != 1) {
+    throw InputError("--velocity-samples applies to processes in phase space (cld); process " +
+                     model_file.process->name() + " is on the data itself");
+  }
+  if (options.velocity_samples <= 0) {
+    throw InputError("--velocity-samples must be positive, got " + std::to_string(options.velocity_samples));
+  }
+  const auto data = load_data(options.data, model_file.process->data_dim(model->dim()));
   DataTransform transform;
   transform.scale = options.scale;
   transform.shift = options.shift;
@@ -119,6 +129,10 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   if (likelihood.trace == TraceMethod::hutchinson_gauss || likelihood.trace == TraceMethod::hutchinson_rademacher) {
     attributes["probes"] = std::to_string(options.probes);
   }
+  // "density": -log p(x) up to the solver's error; "bound": an upper bound on it (the velocity bound of an augmented
+  // process, or the dequantisation bound of integer data).
+  attributes["nll_kind"] = augmented || data.integer ? "bound" : "density";
+  if (augmented) attributes["velocity_samples"] = std::to_string(options.velocity_samples);
   if (!ode_solver_info(options.solver).adaptive) attributes["steps"] = std::to_string(options.steps);
   if (data.integer) {
     attributes["levels"] = std::to_string(transform.levels);
@@ -220,6 +234,10 @@ Runner add_nll_command(CLI::App& app) {
   cmd->add_option("--levels", options->levels, "integer data: number of levels (256 for 8-bit images; default: the network model's, else 256)")->capture_default_str();
   cmd->add_option("--dequant-samples", options->dequant_samples,
                   "integer data: uniform dequantisation samples K (importance-weighted, log-mean-exp)")
+      ->capture_default_str();
+  cmd->add_option("--velocity-samples", options->velocity_samples,
+                  "processes in phase space (cld): draws v ~ N(0, gamma M I) per row; the result is the bound "
+                  "E_v[-log p(x, v)] - H (attribute nll_kind = bound)")
       ->capture_default_str();
   cmd->add_flag("--quiet", options->quiet, "print no summary");
   return [options, cmd] {

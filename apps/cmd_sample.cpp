@@ -13,8 +13,8 @@
 #include "io/toy_data.hpp"
 #include "studies/metrics.hpp"
 #include "io/trajectory.hpp"
-#include "networks/gmm.hpp"
-#include "processes/sampling.hpp"
+#include "processes/mixture.hpp"
+#include "samplers/sampling.hpp"
 #include "sdeflow_version.hpp"
 #include "io/output_path.hpp"
 
@@ -132,6 +132,12 @@ int run_sample(const SampleOptions& options) {
       {"seed", std::to_string(options.seed)}, {"n", std::to_string(options.n)},
       {"device", options.device},         {"dtype", dtype_name(dtype)},
       {"sdeflow_version", SDEFLOW_VERSION}, {"command_line", recorded_command_line()}};
+  if (model.process->augmented()) {
+    // CLD: the sampler runs in phase space; /samples keeps the data half, the trajectory the whole state.
+    attributes["state"] = "phase space (x, v): /trajectory/x holds the whole state [S, N, " +
+                          std::to_string(model.dim()) + "], /samples the data half x [N, " +
+                          std::to_string(model.process->data_dim(model.dim())) + "]";
+  }
   if (options.solver == "pc") {
     attributes["snr"] = std::to_string(options.snr);
     attributes["corrector_steps"] = std::to_string(options.corrector_steps);
@@ -146,11 +152,12 @@ int run_sample(const SampleOptions& options) {
     bar.finish();
     const int64_t failed = (solution.status != 0).sum().item<int64_t>();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    writer->finish(solution.y, {{"nfe", static_cast<double>(solution.stats.nfe)},
+    const auto samples = model.process->data_part(solution.y);
+    writer->finish(samples, {{"nfe", static_cast<double>(solution.stats.nfe)},
                                 {"failed", static_cast<double>(failed)},
                                 {"wall_seconds", seconds}});
     writer.reset();
-    if (!options.quiet) print_summary(options, model, solution.y, solution, seconds);
+    if (!options.quiet) print_summary(options, model, samples, solution, seconds);
     if (failed > 0) {
       std::cerr << "sdeflow: error: " << failed << " of " << options.n
                 << " samples failed (non-finite state); they are NaN in " << options.out << "\n";

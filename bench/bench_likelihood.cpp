@@ -14,7 +14,7 @@
 #include "io/data_file.hpp"
 #include "io/model_file.hpp"
 #include "likelihood/likelihood.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 
 using namespace sdeflow;
 
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> solvers;
     for (int i = 5; i < argc; ++i) solvers.emplace_back(argv[i]);
     if (solvers.empty()) solvers = {"dopri5", "dopri5-shared", "cvode-adams", "arkode-dp"};
-    auto model = std::make_shared<GaussianMixtureScore>(model_file.mixture, model_file.process);
+    auto model = make_mixture_score(model_file.mixture, model_file.process);
     const int64_t b = data.size(0);
     std::printf("threads %d, batch %lld, dim %lld, components %lld, trace %s, rtol = atol = %g\n",
                 at::get_num_threads(), static_cast<long long>(b), static_cast<long long>(data.size(1)),

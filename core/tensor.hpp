@@ -15,6 +15,13 @@ inline at::Tensor full_time(int64_t batch, double value, const at::Tensor& like)
   return at::full({batch}, value, like.options());
 }
 
+// "[2, 3]": a shape as messages print it.
+inline std::string shape_text(at::IntArrayRef shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
 // Throws InputError unless x is 2-D [B, D] with D == dim (dim < 0: any).
 void require_state(const at::Tensor& x, int64_t dim, const std::string& what);
 // Throws InputError if any element is NaN or infinite.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 #include "io/h5.hpp"
 
 namespace sdeflow {
@@ -26,12 +27,6 @@ constexpr const char* kSplitAttribute = "split";
 constexpr const char* kRangeAttribute = "value_range";
 // Largest magnitude up to which every integer has an exact float64 representation.
 constexpr int64_t kExactIntegerLimit = int64_t{1} << 53;
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 // The first row (0-based) where `bad_rows` ([N] bool) is true, or -1.
 int64_t first_true(const at::Tensor& bad_rows) {

@@ -15,12 +15,13 @@ constexpr int64_t kModelVersion = 1;
 const char* kModelFormat = "sdeflow.model";
 }  // namespace
 
-void write_process(const h5::Location& group, const LinearProcess& process) {
+void write_process(const h5::Location& group, const Process& process) {
   group.set_attribute("name", process.name());
   for (const auto& [key, value] : process.parameters()) group.set_attribute(key, value);
+  for (const auto& [key, value] : process.parameter_tensors()) group.write_tensor(key, value.to(at::kCPU, at::kDouble));
 }
 
-std::shared_ptr<LinearProcess> read_process(const h5::Location& group) {
+std::shared_ptr<Process> read_process(const h5::Location& group) {
   if (!group.has_attribute("name")) throw InputError(group.describe() + ": missing attribute 'name'");
   const auto name = group.attribute_string("name");
   std::map<std::string, double> parameters;
@@ -28,9 +29,20 @@ std::shared_ptr<LinearProcess> read_process(const h5::Location& group) {
     if (attribute == "name") continue;
     parameters[attribute] = group.attribute_double(attribute);
   }
+  std::map<std::string, at::Tensor> matrices;
+  for (const auto& child : group.children()) {
+    const auto shape = group.dataset_shape(child);
+    if (shape.size() != 2 || shape[0] != shape[1]) {
+      std::string text = "[";
+      for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+      throw InputError(group.describe(child) + ": expected a square matrix [n, n], got shape " + text + "]");
+    }
+    matrices[child] = group.read_tensor(child, at::kDouble, {shape[0], shape[0]});
+  }
   try {
-    return make_linear_process(name, parameters);
+    return make_process(name, parameters, matrices);
   } catch (const InputError& error) {
+    // The process names the dataset or attribute ("rinv: not symmetric"); say which file and group.
     throw InputError(group.describe() + ": " + error.what());
   }
 }
@@ -71,7 +83,7 @@ ModelFile builtin_model(const std::string& name) {
   model.source = "builtin:gmm2d";
   model.process = make_linear_process("vp", {});
   model.mixture = std::make_shared<GaussianMixture>(weights, means, covariances);
-  model.score = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
+  model.score = make_mixture_score(model.mixture, model.process);
   return model;
 }
 
@@ -99,7 +111,7 @@ ModelFile read_model(const std::string& path) {
     model.network = std::make_shared<NetworkModel>(read_network_model(file));
     model.process = model.network->process;
     model.score = std::make_shared<NetworkScore>(model.network->evaluation_network(), model.network->parameterisation,
-                                                 model.process);
+                                                 model.network->process);
     return model;
   }
   if (model.kind != "gmm") {
@@ -117,7 +129,11 @@ ModelFile read_model(const std::string& path) {
   } catch (const InputError& error) {
     throw InputError(file.describe() + ": " + error.what());
   }
-  model.score = std::make_shared<GaussianMixtureScore>(model.mixture, model.process);
+  try {
+    model.score = make_mixture_score(model.mixture, model.process);
+  } catch (const InputError& error) {
+    throw InputError(file.describe() + ": " + error.what());
+  }
   return model;
 }
 }  // namespace
@@ -134,7 +150,7 @@ const GaussianMixture& ModelFile::require_mixture(const std::string& what) const
   return *mixture;
 }
 
-void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture) {
+void save_gmm_model(const std::string& path, const Process& process, const GaussianMixture& mixture) {
   h5::write_atomically(path, [&](const h5::File& file) {
     write_model_root(file, "gmm");
     write_process(file.create_group("process"), process);

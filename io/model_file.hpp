@@ -7,15 +7,16 @@
 #include <string>
 
 #include "io/network_file.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "processes/linear.hpp"
+#include "processes/registry.hpp"
 
 namespace sdeflow {
 
 struct ModelFile {
   std::string kind;                                  // "gmm" | "network"
   std::string source;                                // the path, or "builtin:<name>"
-  std::shared_ptr<LinearProcess> process;
+  std::shared_ptr<Process> process;
   std::shared_ptr<ScoreModel> score;                 // every kind: what solvers and the likelihood code see
   std::shared_ptr<GaussianMixture> mixture;          // kind == "gmm"
   std::shared_ptr<NetworkModel> network;             // kind == "network" (its evaluation weights drive `score`)
@@ -31,7 +32,7 @@ struct ModelFile {
 // A path of the form "builtin:NAME" returns a built-in model (see builtin_model_names()).
 ModelFile load_model(const std::string& path);
 // Writes a Gaussian-mixture model to a temporary file in the same directory, then renames it into place.
-void save_gmm_model(const std::string& path, const LinearProcess& process, const GaussianMixture& mixture);
+void save_gmm_model(const std::string& path, const Process& process, const GaussianMixture& mixture);
 
 // Built-in models: "gmm2d" (a 2-D, 3-component mixture with full covariances under the default VP process).
 ModelFile builtin_model(const std::string& name);
@@ -43,8 +44,9 @@ namespace h5 { class Location; class File; }
 void write_model_root(const h5::File& file, const std::string& kind);
 std::string read_model_root(const h5::File& file);
 
-// Writes the forward process as attributes of `group` (name + parameters) and reads it back.
-void write_process(const h5::Location& group, const LinearProcess& process);
-std::shared_ptr<LinearProcess> read_process(const h5::Location& group);
+// Writes the forward process into `group` (attribute name, its parameters as attributes and its matrices as float64
+// datasets) and reads it back through the process registry (InputError naming the group or dataset).
+void write_process(const h5::Location& group, const Process& process);
+std::shared_ptr<Process> read_process(const h5::Location& group);
 
 }  // namespace sdeflow

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 #include "io/h5.hpp"
 #include "io/model_file.hpp"
 
@@ -21,14 +22,6 @@ namespace sdeflow {
 namespace {
 
 const char* kKind = "network";
-
-std::string shape_text(at::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
-}
 
 // Parameters then buffers, by module path (PyTorch's state_dict keys).
 std::vector<std::pair<std::string, at::Tensor>> named_tensors(const torch::nn::Module& module) {
@@ -225,7 +218,15 @@ NetworkModel read_model(const h5::File& file) {
   if (kind != kKind) throw InputError(file.describe() + ": model kind is '" + kind + "', expected 'network'");
 
   NetworkModel model;
-  model.process = read_process(file.group("process"));
+  {
+    const auto group = file.group("process");
+    const auto process = read_process(group);
+    model.process = std::dynamic_pointer_cast<LinearProcess>(process);
+    if (!model.process) {
+      throw InputError(group.describe() + ": network models on process " + process->name() +
+                       " are not supported yet (vp, subvp, ve)");
+    }
+  }
   const auto group = file.group("network");
   require_attributes(group, {"parameterisation", "dtype"});
   model.config = read_config(group);

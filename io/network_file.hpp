@@ -11,6 +11,7 @@
 
 #include "networks/network.hpp"
 #include "processes/linear.hpp"
+#include "processes/score_model.hpp"
 
 namespace sdeflow {
 

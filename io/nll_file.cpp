@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 
 namespace sdeflow {
 
@@ -24,12 +25,6 @@ bool is_reserved(const std::string& name) {
     if (name == reserved) return true;
   }
   return false;
-}
-
-std::string shape_text(const at::Tensor& tensor) {
-  std::string out = "[";
-  for (int64_t i = 0; i < tensor.dim(); ++i) out += (i > 0 ? ", " : "") + std::to_string(tensor.size(i));
-  return out + "]";
 }
 
 }  // namespace
@@ -76,7 +71,7 @@ void NllFileWriter::append(const at::Tensor& nll, const at::Tensor& bpd, const a
     if (tensor->dim() != 1 || tensor->size(0) != batch) {
       throw InputError(path_ + ":/" + name + ": expected a 1-D batch" +
                        (batch >= 0 ? " of " + std::to_string(batch) + " values like /nll" : std::string()) +
-                       ", got shape " + shape_text(*tensor));
+                       ", got shape " + shape_text(tensor->sizes()));
     }
   }
   // All four datasets get rows rows_ .. rows_ + batch - 1; after a failure the next append rewrites them.

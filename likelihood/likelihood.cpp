@@ -74,17 +74,38 @@ LikelihoodResult model_log_likelihood(std::shared_ptr<const Process> process, st
   return result;
 }
 
-LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
-                                         std::shared_ptr<const ScoreModel> model, const at::Tensor& data,
-                                         const LikelihoodOptions& options, const DataTransform& transform,
-                                         at::Generator& generator) {
-  require_state(data, model->dim(), "likelihood: data");
-  validate(transform);
+namespace {
+
+// Sums one draw's evaluations into `nfe` and the solver statistics; keeps the first failure status per row.
+void accumulate(LikelihoodResult& result, at::Tensor& nfe, at::Tensor& status, const LikelihoodResult& part) {
+  nfe = nfe.defined() ? nfe + part.nfe : part.nfe;
+  status = status.defined() ? at::where(status != 0, status, part.status) : part.status;
+  result.stats.nfe += part.stats.nfe;
+  result.stats.steps += part.stats.steps;
+  result.stats.accepted += part.stats.accepted;
+  result.stats.rejected += part.stats.rejected;
+}
+
+// log p of model-space data y: of y itself, or for an augmented process (CLD) of one draw of the state around y,
+// plus the hidden part's entropy (one sample of the bound E_v[log p(y, v)] + H).
+LikelihoodResult state_log_likelihood(const std::shared_ptr<const Process>& process,
+                                      const std::shared_ptr<const ScoreModel>& model, const at::Tensor& y,
+                                      const LikelihoodOptions& options, at::Generator& generator) {
+  if (!process->augmented()) return model_log_likelihood(process, model, y, options, generator);
+  auto result = model_log_likelihood(process, model, process->augment(y, generator), options, generator);
+  result.log_prob = result.log_prob + process->augmented_entropy(y.size(1));
+  return result;
+}
+
+LikelihoodResult data_log_likelihood(const std::shared_ptr<const Process>& process,
+                                     const std::shared_ptr<const ScoreModel>& model, const at::Tensor& data,
+                                     const LikelihoodOptions& options, const DataTransform& transform,
+                                     at::Generator& generator) {
   const double dim = static_cast<double>(data.size(1));
   LikelihoodResult result;
   if (!transform.integer) {
     // y = a x + b: log p_x(x) = log p_y(y) + D log|a|.
-    result = model_log_likelihood(process, model, transform.scale * data + transform.shift, options, generator);
+    result = state_log_likelihood(process, model, transform.scale * data + transform.shift, options, generator);
     result.log_prob = result.log_prob + dim * std::log(std::abs(transform.scale));
   } else {
     const auto finite_rows = at::isfinite(data).all(1);
@@ -103,14 +124,9 @@ LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
     for (int64_t k = 0; k < transform.dequant_samples; ++k) {
       const auto noise = at::rand(data.sizes(), generator, at::TensorOptions().dtype(at::kDouble)).to(data.options());
       const auto y = transform.scale * (data + noise) / static_cast<double>(transform.levels) + transform.shift;
-      auto part = model_log_likelihood(process, model, y, options, generator);
+      auto part = state_log_likelihood(process, model, y, options, generator);
       log_probs.push_back(part.log_prob + log_jacobian);
-      nfe = nfe.defined() ? nfe + part.nfe : part.nfe;
-      status = status.defined() ? at::where(status != 0, status, part.status) : part.status;
-      result.stats.nfe += part.stats.nfe;
-      result.stats.steps += part.stats.steps;
-      result.stats.accepted += part.stats.accepted;
-      result.stats.rejected += part.stats.rejected;
+      accumulate(result, nfe, status, part);
     }
     const auto stacked = at::stack(log_probs, 0);
     result.log_prob = at::logsumexp(stacked, 0) - std::log(static_cast<double>(transform.dequant_samples));
@@ -120,6 +136,38 @@ LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
   }
   result.nll = -result.log_prob;
   result.bpd = result.nll / (dim * std::log(2.0));
+  return result;
+}
+
+}  // namespace
+
+LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
+                                         std::shared_ptr<const ScoreModel> model, const at::Tensor& data,
+                                         const LikelihoodOptions& options, const DataTransform& transform,
+                                         at::Generator& generator) {
+  require_state(data, process->data_dim(model->dim()), "likelihood: data");
+  validate(transform);
+  if (!process->augmented()) return data_log_likelihood(process, model, data, options, transform, generator);
+  if (options.velocity_samples <= 0) {
+    throw InputError("velocity samples must be positive, got " + std::to_string(options.velocity_samples));
+  }
+  if (transform.integer && transform.dequant_samples != 1) {
+    throw InputError("process " + process->name() + ": the bound averages over dequantisation noise and velocity "
+                     "together; use --velocity-samples K with --dequant-samples 1");
+  }
+  // -log p(x) <= E_v[-log p(x, v)] - H(q): the mean over K draws of v (and of the dequantisation noise).
+  LikelihoodResult result;
+  at::Tensor sum, nfe, status;
+  for (int64_t k = 0; k < options.velocity_samples; ++k) {
+    auto part = data_log_likelihood(process, model, data, options, transform, generator);
+    sum = sum.defined() ? sum + part.log_prob : part.log_prob;
+    accumulate(result, nfe, status, part);
+  }
+  result.log_prob = sum / static_cast<double>(options.velocity_samples);
+  result.nfe = nfe;
+  result.status = status;
+  result.nll = -result.log_prob;
+  result.bpd = result.nll / (static_cast<double>(data.size(1)) * std::log(2.0));
   return result;
 }
 

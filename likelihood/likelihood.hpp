@@ -10,7 +10,7 @@
 #include <string>
 
 #include "likelihood/divergence.hpp"
-#include "networks/score_model.hpp"
+#include "processes/score_model.hpp"
 #include "processes/process.hpp"
 #include "solvers/ode.hpp"
 
@@ -28,6 +28,9 @@ struct LikelihoodOptions {
   int64_t probes = 1;                      // Hutchinson probes per sample
   double eps = 1e-5;                       // integrate from eps (0 < eps < T) to T
   PriorKind prior = PriorKind::standard;
+  // Augmented processes (CLD): draws of the hidden part per row; the result is then the bound
+  // -log p(x) <= E_v[-log p(x, v)] - H(N(0, gamma M I)) estimated by their mean (docs/likelihood.md).
+  int64_t velocity_samples = 1;
 };
 
 // Data x -> model space y = scale * u + shift, where u = x for real-valued data and u = (x + noise) / levels
@@ -56,7 +59,8 @@ void validate(const DataTransform& transform);
 LikelihoodResult model_log_likelihood(std::shared_ptr<const Process> process, std::shared_ptr<const ScoreModel> model,
                                       const at::Tensor& y, const LikelihoodOptions& options, at::Generator& generator);
 
-// Data-space likelihood of data [B, D] (any device/dtype of the computation is the data tensor's).
+// Data-space likelihood of data [B, d] (any device/dtype of the computation is the data tensor's); d is the
+// process's data dimension for the model's state (half of it for CLD, whose result is then the velocity bound).
 LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
                                          std::shared_ptr<const ScoreModel> model, const at::Tensor& data,
                                          const LikelihoodOptions& options, const DataTransform& transform,

@@ -14,8 +14,8 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 #include "networks/layers.hpp"
-#include "processes/linear.hpp"
 
 namespace sdeflow {
 
@@ -25,14 +25,6 @@ std::string join(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
   return out;
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
 }
 
 bool contains(const std::vector<std::string>& names, const std::string& name) {
@@ -194,36 +186,6 @@ std::shared_ptr<ScoreNetwork> make_network(const NetworkConfig& config, uint64_t
   auto network = config.architecture == "mlp" ? detail::make_mlp(config) : detail::make_unet(config);
   initialise(*network, config, seed);
   return network;
-}
-
-NetworkScore::NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
-                           std::shared_ptr<const LinearProcess> process)
-    : network_(std::move(network)), parameterisation_(parameterisation), process_(std::move(process)) {
-  if (!network_) throw InputError("NetworkScore: no network");
-  if (!process_) throw InputError("NetworkScore: no process");
-  dim_ = 1;
-  for (const int64_t extent : network_->config().data_shape) dim_ *= extent;
-}
-
-at::Tensor NetworkScore::prediction(const at::Tensor& x, const at::Tensor& t) const {
-  if (x.dim() != 2 || x.size(1) != dim_) {
-    throw InputError("network score: expected x of shape [B, " + std::to_string(dim_) + "], got " +
-                     shape_text(x.sizes().vec()));
-  }
-  const int64_t batch = x.size(0);
-  const auto parameters = network_->parameters();
-  const auto& first = parameters.front();
-  std::vector<int64_t> shape = {batch};
-  shape.insert(shape.end(), network_->config().data_shape.begin(), network_->config().data_shape.end());
-  const auto xin = x.reshape(shape).to(first.device(), first.scalar_type());
-  auto tin = t.reshape({-1}).to(first.device(), first.scalar_type());
-  if (tin.size(0) == 1 && batch != 1) tin = tin.expand({batch});
-  const auto out = network_->forward(xin, tin);
-  return out.to(x.device(), x.scalar_type()).reshape({batch, dim_});
-}
-
-at::Tensor NetworkScore::score(const at::Tensor& x, const at::Tensor& t) const {
-  return prediction_to_score(parameterisation_, prediction(x, t), x, t, *process_);
 }
 
 }  // namespace sdeflow

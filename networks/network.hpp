@@ -1,7 +1,7 @@
 #pragma once
 // Learned score networks as LibTorch modules: an MLP and a small U-Net, both conditioned on time through a
-// sinusoidal (DDPM) or Gaussian-Fourier (score-based SDE models) embedding. A network predicts a score,
-// noise or data (networks/score_model.hpp); NetworkScore turns it into the one ScoreModel interface.
+// sinusoidal (DDPM) or Gaussian-Fourier (score-based SDE models) embedding. Plain modules: what a prediction
+// means (score, noise or data) belongs to the processes layer (processes/score_model.hpp, NetworkScore).
 #include <torch/nn/module.h>
 
 #include <cstdint>
@@ -9,11 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "networks/score_model.hpp"
-
 namespace sdeflow {
-
-class LinearProcess;
 
 // Architecture and hyper-parameters; stored as attributes of a model file's /network group
 // (docs/formats.md, "Network model files"), so a network can be rebuilt from its file.
@@ -53,25 +49,5 @@ class ScoreNetwork : public torch::nn::Module {
 // Builds the network of `config` (validated) in float32 on the CPU, its parameters initialised from `seed`
 // (same seed => same parameters, whatever the global RNG).
 std::shared_ptr<ScoreNetwork> make_network(const NetworkConfig& config, uint64_t seed);
-
-// A network as a ScoreModel: x [B, D] (D = prod(data_shape)) is reshaped to the network's data shape and
-// converted to its device and dtype; the prediction is converted back to x's dtype and device and turned into
-// a score through the process's marginal. Differentiable in x (the likelihood's traces use autograd).
-class NetworkScore : public ScoreModel {
- public:
-  NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
-               std::shared_ptr<const LinearProcess> process);
-  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
-  at::Tensor prediction(const at::Tensor& x, const at::Tensor& t) const;   // the raw output, [B, D]
-  int64_t dim() const override { return dim_; }
-  const std::shared_ptr<ScoreNetwork>& network() const { return network_; }
-  Parameterisation parameterisation() const { return parameterisation_; }
-
- private:
-  std::shared_ptr<ScoreNetwork> network_;
-  Parameterisation parameterisation_;
-  std::shared_ptr<const LinearProcess> process_;
-  int64_t dim_;
-};
 
 }  // namespace sdeflow

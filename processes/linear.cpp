@@ -134,6 +134,17 @@ std::map<std::string, double> VeProcess::parameters() const {
 
 std::vector<std::string> process_names() { return {"vp", "subvp", "ve"}; }
 
+std::shared_ptr<const LinearProcess> require_scalar_process(const std::shared_ptr<const Process>& process,
+                                                            const std::string& what) {
+  if (!process) throw InputError(what + ": no process");
+  auto linear = std::dynamic_pointer_cast<const LinearProcess>(process);
+  if (!linear) {
+    throw InputError(what + " needs a process with scalar coefficients (vp, subvp, ve); process " + process->name() +
+                     " is not");
+  }
+  return linear;
+}
+
 std::shared_ptr<LinearProcess> make_linear_process(const std::string& name,
                                                    const std::map<std::string, double>& parameters) {
   auto take = [&](const std::vector<std::string>& allowed) {

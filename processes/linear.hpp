@@ -21,8 +21,6 @@ class LinearProcess : public Process {
   virtual at::Tensor diffusion_coefficient(const at::Tensor& t) const = 0;
   // Standard deviation of the isotropic Gaussian prior at T.
   virtual double prior_std() const = 0;
-  // The parameters as written to a model file's /process group.
-  virtual std::map<std::string, double> parameters() const = 0;
 
   at::Tensor log_snr(const at::Tensor& t) const { return at::log(alpha(t)) - at::log(sigma(t)); }
 
@@ -93,5 +91,11 @@ class VeProcess : public LinearProcess {
 std::shared_ptr<LinearProcess> make_linear_process(const std::string& name,
                                                    const std::map<std::string, double>& parameters);
 std::vector<std::string> process_names();
+
+// The scalar-coefficient capability (alpha, sigma, log-SNR), which DDIM/DPM, log-SNR grids, the noise and data
+// parameterisations and the trainer's time sampler need: the process itself, or InputError naming `what` and
+// the process (e.g. "ddim needs a scalar process (vp, subvp, ve); process fp is not").
+std::shared_ptr<const LinearProcess> require_scalar_process(const std::shared_ptr<const Process>& process,
+                                                            const std::string& what);
 
 }  // namespace sdeflow

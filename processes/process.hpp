@@ -4,10 +4,13 @@
 // reverse-time SDEs and probability-flow ODEs are assembled from it in processes/reverse.hpp.
 #include <ATen/ATen.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+
+#include "solvers/term.hpp"
 
 namespace sdeflow {
 
@@ -16,20 +19,6 @@ namespace sdeflow {
 struct Gaussian {
   at::Tensor mean;
   at::Tensor std;
-};
-
-// G(x, t) in one of three shapes. The reverse SDE needs G G^T applied to a vector and G applied to dW.
-struct Diffusion {
-  enum class Kind { scalar, diagonal, full };
-  Kind kind = Kind::scalar;
-  at::Tensor value;   // scalar: [B, 1]; diagonal: [B, D]; full: [B, D, D]
-
-  static Diffusion scalar(at::Tensor g) { return {Kind::scalar, std::move(g)}; }
-  static Diffusion diagonal(at::Tensor g) { return {Kind::diagonal, std::move(g)}; }
-  static Diffusion full(at::Tensor g) { return {Kind::full, std::move(g)}; }
-
-  at::Tensor apply(const at::Tensor& noise) const;          // G dW, noise [B, D]
-  at::Tensor apply_squared(const at::Tensor& vector) const;  // G G^T v, v [B, D]
 };
 
 struct TimeRange {
@@ -41,6 +30,9 @@ class Process {
  public:
   virtual ~Process() = default;
   virtual std::string name() const = 0;
+  // The parameters as written to a model file's /process group: attributes, and float64 datasets (matrices).
+  virtual std::map<std::string, double> parameters() const { return {}; }
+  virtual std::map<std::string, at::Tensor> parameter_tensors() const { return {}; }
 
   virtual at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const = 0;        // f(x, t): [B, D]
   virtual Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const = 0;     // G(x, t)
@@ -69,6 +61,26 @@ class Process {
                                   at::Generator& generator) const = 0;
   virtual at::Tensor prior_log_prob(const at::Tensor& xT) const = 0;   // [B]
   virtual TimeRange time_range() const = 0;
+
+  // Processes in an augmented state (CLD's phase space (x, v)): the state's dimension for data of dimension
+  // data_dim and back, the data part of a state [B, n] -> [B, d], and a state drawn around data rows (the
+  // hidden part from its initial law). Identity for processes on the data itself.
+  virtual int64_t state_dim(int64_t data_dim) const { return data_dim; }
+  virtual int64_t data_dim(int64_t state_dim) const { return state_dim; }
+  virtual at::Tensor data_part(const at::Tensor& state) const { return state; }
+  virtual at::Tensor augment(const at::Tensor& data, at::Generator& generator) const {
+    (void)generator;
+    return data;
+  }
+  bool augmented() const { return state_dim(1) != 1; }
+  // The entropy of the hidden part's initial law (nats): -log p(x) <= E_v[-log p(x, v)] - H.
+  virtual double augmented_entropy(int64_t data_dim) const {
+    (void)data_dim;
+    return 0.0;
+  }
+  // False when G G^T is singular and a model scores only where the noise acts (CLD's velocity half): samplers
+  // that need the score on every coordinate (Langevin corrector, DDIM/DPM) refuse such a process.
+  virtual bool score_on_every_coordinate() const { return true; }
 };
 
 }  // namespace sdeflow

@@ -56,14 +56,11 @@ std::pair<at::Tensor, at::Tensor> ProbabilityFlow::value_and_divergence(const at
   }
   const auto g = process_->diffusion(y, t);
   const auto drift_divergence = process_->drift_divergence(y, t);
-  if (g.kind != Diffusion::Kind::scalar || !drift_divergence) {
-    throw InputError("the analytic trace needs a scalar diffusion and a drift with a known divergence");
-  }
+  if (!drift_divergence) throw InputError("the analytic trace needs a drift with a known divergence");
   count_evaluation();
-  const auto [score, laplacian] = model_->score_and_divergence(y, t);
-  const auto g2 = g.value.pow(2).reshape({-1});   // [B]
+  const auto [score, weighted] = model_->score_and_weighted_divergence(y, t, g);
   auto value = process_->drift(y, t) - 0.5 * g.apply_squared(score);
-  auto divergence = *drift_divergence - 0.5 * g2 * laplacian;
+  auto divergence = *drift_divergence - 0.5 * weighted;
   return {value, divergence};
 }
 

@@ -5,7 +5,7 @@
 //   PF ODE:       dx/dt = f - 1/2 G G^T s - 1/2 div(G G^T)
 #include <memory>
 
-#include "networks/score_model.hpp"
+#include "processes/score_model.hpp"
 #include "processes/process.hpp"
 #include "solvers/term.hpp"
 
@@ -34,8 +34,8 @@ class ProbabilityFlow : public VectorField {
   at::Tensor operator()(const at::Tensor& t, const at::Tensor& y) const override;
   const Process& process() const { return *process_; }
   const ScoreModel& model() const { return *model_; }
-  // div_y v in closed form: div f - 1/2 g^2 div s, for a state-independent scalar G, a drift whose divergence
-  // the process knows and a model with score_and_divergence().
+  // div_y v in closed form: div f - 1/2 tr(G G^T grad s), for a state-independent G, a drift whose divergence
+  // the process knows and a model with a closed-form score derivative (score_and_weighted_divergence()).
   bool has_analytic_divergence() const;
   // v and div v ([B, D], [B]) from one counted evaluation; InputError unless has_analytic_divergence().
   std::pair<at::Tensor, at::Tensor> value_and_divergence(const at::Tensor& t, const at::Tensor& y) const;

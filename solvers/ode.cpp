@@ -5,7 +5,7 @@
 
 #include "core/error.hpp"
 #include "solvers/adaptive.hpp"
-#include "solvers/registry.hpp"
+#include "solvers/stepper.hpp"
 #include "solvers/sundials.hpp"
 
 namespace sdeflow {
@@ -62,7 +62,7 @@ Solution solve_ode(const VectorField& field, const at::Tensor& y0, double t0, do
   IntegrateOptions integrate_options;
   integrate_options.max_steps = options.max_steps;
   if (!ode_solver_info(name).adaptive) {
-    auto stepper = make_stepper(name);
+    auto stepper = name == "euler" ? make_euler() : name == "heun" ? make_heun() : make_rk4();
     FixedGrid grid(uniform_grid(t0, t1, options.steps));
     integrate_options.max_steps = std::max<int64_t>(options.steps + 1, 1);
     return integrate(field, *stepper, grid, y0, t0, t1, save, observer, integrate_options);

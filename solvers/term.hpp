@@ -5,10 +5,23 @@
 
 #include <cstdint>
 #include <string>
-
-#include "processes/process.hpp"
+#include <utility>
 
 namespace sdeflow {
+
+// G(x, t) in one of three shapes. The reverse SDE needs G G^T applied to a vector and G applied to dW.
+struct Diffusion {
+  enum class Kind { scalar, diagonal, full };
+  Kind kind = Kind::scalar;
+  at::Tensor value;   // scalar: [B, 1]; diagonal: [B, D]; full: [B, D, D]
+
+  static Diffusion scalar(at::Tensor g) { return {Kind::scalar, std::move(g)}; }
+  static Diffusion diagonal(at::Tensor g) { return {Kind::diagonal, std::move(g)}; }
+  static Diffusion full(at::Tensor g) { return {Kind::full, std::move(g)}; }
+
+  at::Tensor apply(const at::Tensor& noise) const;          // G dW, noise [B, D]
+  at::Tensor apply_squared(const at::Tensor& vector) const;  // G G^T v, v [B, D]
+};
 
 class Term {
  public:

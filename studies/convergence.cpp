@@ -6,11 +6,11 @@
 
 #include "core/error.hpp"
 #include "io/model_file.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "processes/reverse.hpp"
 #include "solvers/brownian_tree.hpp"
 #include "solvers/integrate.hpp"
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 #include "solvers/sde_steppers.hpp"
 
 namespace sdeflow {

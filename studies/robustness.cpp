@@ -7,10 +7,10 @@
 
 #include "core/error.hpp"
 #include "likelihood/likelihood.hpp"
-#include "processes/sampling.hpp"
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/sampling.hpp"
+#include "samplers/diffusion_ode.hpp"
 #include "solvers/ode.hpp"
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 #include "studies/metrics.hpp"
 
 namespace sdeflow {
@@ -48,7 +48,7 @@ void validate(const RobustnessOptions& options) {
   (void)parse_prior(options.prior);
 }
 
-RobustnessFloor run_robustness(std::shared_ptr<const LinearProcess> process, std::shared_ptr<const ScoreModel> model,
+RobustnessFloor run_robustness(std::shared_ptr<const Process> process, std::shared_ptr<const ScoreModel> model,
                                std::shared_ptr<const GaussianMixture> mixture, const at::Tensor& held_out,
                                const at::Tensor& floor_sample, const RobustnessOptions& options,
                                const std::function<void(const std::string&, const std::vector<SamplerRow>&)>& on_sampler,

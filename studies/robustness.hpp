@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "networks/gmm.hpp"
-#include "networks/score_model.hpp"
+#include "processes/mixture.hpp"
+#include "processes/score_model.hpp"
 #include "processes/linear.hpp"
 
 namespace sdeflow {
@@ -50,7 +50,7 @@ struct RobustnessFloor {   // the same metrics between two independent held-out 
 // Runs the study. `held_out` [M, D] is the data samples are compared with (M >= n + nll_n is not needed:
 // samples are compared with the first min(M, n) rows, the NLL uses rows up to nll_n). `mixture` may be null.
 // The callbacks receive each sampler's table and each NLL solver's table as soon as it is complete.
-RobustnessFloor run_robustness(std::shared_ptr<const LinearProcess> process, std::shared_ptr<const ScoreModel> model,
+RobustnessFloor run_robustness(std::shared_ptr<const Process> process, std::shared_ptr<const ScoreModel> model,
                                std::shared_ptr<const GaussianMixture> mixture, const at::Tensor& held_out,
                                const at::Tensor& floor_sample, const RobustnessOptions& options,
                                const std::function<void(const std::string&, const std::vector<SamplerRow>&)>& on_sampler,

@@ -7,11 +7,11 @@
 #include "core/error.hpp"
 #include "io/model_file.hpp"
 #include "likelihood/likelihood.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "processes/reverse.hpp"
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/diffusion_ode.hpp"
 #include "solvers/ode.hpp"
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 
 namespace sdeflow {
 
@@ -92,7 +92,8 @@ std::vector<WorkPrecisionTable> run_work_precision(const WorkPrecisionOptions& o
         Solution solution;
         if (is_exponential_integrator(name)) {
           auto stepper = make_stepper(name);
-          FixedGrid grid(time_grid("logsnr", *model_file.process, options.steps[i], options.eps));
+          FixedGrid grid(time_grid("logsnr", *require_scalar_process(model_file.process, name), options.steps[i],
+                                   options.eps));
           solution = integrate(*flow, *stepper, grid, start, range.T, options.eps, SaveAt{}, nullptr, IntegrateOptions{});
         } else {
           OdeOptions ode;

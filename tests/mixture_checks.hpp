@@ -8,11 +8,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 
 namespace sdeflow::test {
+
+// A random D-dimensional mixture with K components and unit-scale, anisotropic covariances.
+inline std::shared_ptr<GaussianMixture> random_mixture(int64_t dim, int64_t components, uint64_t seed) {
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto generator = at::detail::createCPUGenerator(seed);
+  const auto weights = at::softmax(at::randn({components}, generator, f64) * 0.5, 0);
+  const auto means = at::randn({components, dim}, generator, f64) * 1.5;
+  const auto a = at::randn({components, dim, dim}, generator, f64);
+  const auto covariances = at::matmul(a, a.transpose(1, 2)) / static_cast<double>(dim) * 0.5 +
+                           0.1 * at::eye(dim, f64).expand({components, dim, dim});
+  return std::make_shared<GaussianMixture>(weights, means, covariances);
+}
 
 // Exact draws from the mixture: the reference for the statistics that need one (the fraction of samples
 // assigned to each component by responsibility is not the weight where components overlap, and E_p[log p]

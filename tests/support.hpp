@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <vector>
 #include <string>
 
@@ -75,5 +76,8 @@ CommandResult run_cli(const std::string& arguments, const std::string& environme
 // Runs the CLI with `arguments` and checks the handling of a bad input: exit status 2, `message` in the
 // output, and no file at `out`.
 void expect_input_error(const std::string& arguments, const std::string& message, const std::filesystem::path& out);
+
+// Runs `action` and fails the test unless it throws sdeflow::InputError whose message contains `message`.
+void expect_input_error_message(const std::function<void()>& action, const std::string& message);
 
 }  // namespace sdeflow::test

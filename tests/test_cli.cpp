@@ -157,8 +157,8 @@ BOOST_AUTO_TEST_CASE(bad_input_gives_exit_status_two_and_a_named_problem) {
   spec.kind = "network";   // a mixture file that claims to be a network: its /network group is named
   test::expect_input_error("sample --model " + write_model(dir / "kind.h5", spec) + o, "kind.h5:/network: no such group", out);
   spec = {};
-  spec.process = "cld";
-  test::expect_input_error("sample --model " + write_model(dir / "process.h5", spec) + o, "unknown process 'cld'", out);
+  spec.process = "langevin";
+  test::expect_input_error("sample --model " + write_model(dir / "process.h5", spec) + o, "unknown process 'langevin'", out);
   spec = {};
   spec.beta_max = std::nan("");
   test::expect_input_error("sample --model " + write_model(dir / "nanparam.h5", spec) + o, "not finite", out);

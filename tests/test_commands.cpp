@@ -22,7 +22,7 @@
 #include "io/model_file.hpp"
 #include "io/nll_file.hpp"
 #include "io/toy_data.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "networks/network.hpp"
 #include "studies/metrics.hpp"
 #include "mixture_checks.hpp"
@@ -393,7 +393,7 @@ BOOST_AUTO_TEST_CASE(export_state_dict_writes_a_model_that_predicts_as_pytorch_d
   const double error = (prediction - expected).abs().max().item<double>();
   BOOST_TEST_MESSAGE("exported MLP: max |sdeflow - PyTorch| = " << error << " (max |prediction| " << scale << ")");
   BOOST_TEST(error <= 1e-12 * scale);
-  const auto sigma = model.process->sigma(t).unsqueeze(1);
+  const auto sigma = require_scalar_process(model.process, "test")->sigma(t).unsqueeze(1);
   BOOST_TEST((score + expected / sigma).abs().max().item<double>() <= 1e-12 * (expected / sigma).abs().max().item<double>());
   // And it samples through the CLI.
   const auto out = (dir / "s.h5").string();

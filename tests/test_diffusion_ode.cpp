@@ -10,10 +10,10 @@
 
 #include "core/error.hpp"
 #include "io/model_file.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "processes/linear.hpp"
 #include "processes/reverse.hpp"
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/diffusion_ode.hpp"
 #include "solvers/integrate.hpp"
 #include "solvers/ode.hpp"
 #include "support.hpp"

@@ -8,8 +8,8 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "networks/gmm.hpp"
-#include "networks/score_model.hpp"
+#include "processes/mixture.hpp"
+#include "processes/score_model.hpp"
 #include "processes/linear.hpp"
 
 using namespace sdeflow;

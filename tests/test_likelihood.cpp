@@ -12,27 +12,18 @@
 #include "core/error.hpp"
 #include "io/model_file.hpp"
 #include "likelihood/likelihood.hpp"
-#include "networks/gmm.hpp"
-#include "networks/score_model.hpp"
+#include "processes/mixture.hpp"
+#include "processes/score_model.hpp"
 #include "processes/linear.hpp"
+#include "mixture_checks.hpp"
 #include "support.hpp"
 
 using namespace sdeflow;
+using test::random_mixture;
 
 namespace {
 
 const auto f64 = at::TensorOptions().dtype(at::kDouble);
-
-// A random D-dimensional mixture with K components and unit-scale, anisotropic covariances.
-std::shared_ptr<GaussianMixture> random_mixture(int64_t dim, int64_t components, uint64_t seed) {
-  auto generator = at::detail::createCPUGenerator(seed);
-  const auto weights = at::softmax(at::randn({components}, generator, f64) * 0.5, 0);
-  const auto means = at::randn({components, dim}, generator, f64) * 1.5;
-  const auto a = at::randn({components, dim, dim}, generator, f64);
-  const auto covariances = at::matmul(a, a.transpose(1, 2)) / static_cast<double>(dim) * 0.5 +
-                           0.1 * at::eye(dim, f64).expand({components, dim, dim});
-  return std::make_shared<GaussianMixture>(weights, means, covariances);
-}
 
 struct Problem {
   std::string label;

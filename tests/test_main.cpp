@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE sdeflow
 #include <boost/test/unit_test.hpp>
 
+#include "core/error.hpp"
 #include "io/h5.hpp"
 
 struct GlobalSetup {
@@ -52,6 +53,17 @@ void expect_input_error(const std::string& arguments, const std::string& message
   BOOST_TEST(result.exit_status == 2, arguments << " -> " << result.exit_status << ": " << result.output);
   BOOST_TEST(result.output.find(message) != std::string::npos, "expected '" << message << "' in: " << result.output);
   BOOST_TEST(!std::filesystem::exists(out), "output file left behind for: " << arguments);
+}
+
+void expect_input_error_message(const std::function<void()>& action, const std::string& message) {
+  try {
+    action();
+  } catch (const InputError& error) {
+    BOOST_TEST(std::string(error.what()).find(message) != std::string::npos,
+               "expected '" << message << "' in: " << error.what());
+    return;
+  }
+  BOOST_ERROR("expected an InputError containing '" << message << "'");
 }
 
 }  // namespace sdeflow::test

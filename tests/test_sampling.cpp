@@ -9,8 +9,8 @@
 #include <cmath>
 
 #include "io/model_file.hpp"
-#include "networks/gmm.hpp"
-#include "processes/sampling.hpp"
+#include "processes/mixture.hpp"
+#include "samplers/sampling.hpp"
 #include "mixture_checks.hpp"
 
 using namespace sdeflow;
@@ -96,7 +96,7 @@ BOOST_AUTO_TEST_CASE(adaptive_sde_sampler_needs_fewer_evaluations_than_euler_mar
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 5000;
   const auto reference = exact_reference(*builtin.mixture, 400000);
-  auto request = mixture_request(builtin, builtin.process, "ggf", 1, n, 5);   // steps are unused by ggf
+  auto request = mixture_request(builtin, require_scalar_process(builtin.process, "test"), "ggf", 1, n, 5);   // steps are unused by ggf
   request.rtol = request.atol = 0.01;
   const auto ggf = sample(request, nullptr);
   BOOST_REQUIRE(ggf.all_ok());

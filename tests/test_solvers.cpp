@@ -12,7 +12,7 @@
 #include "support.hpp"
 #include "solvers/integrate.hpp"
 #include "processes/reverse.hpp"
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 
 using namespace sdeflow;
 

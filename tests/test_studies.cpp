@@ -10,7 +10,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/model_file.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "studies/metrics.hpp"
 #include "mixture_checks.hpp"
 #include "support.hpp"

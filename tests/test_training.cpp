@@ -21,7 +21,7 @@
 #include "io/data_file.hpp"
 #include "io/h5.hpp"
 #include "io/model_file.hpp"
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 #include "io/nll_file.hpp"
 #include "io/toy_data.hpp"
 #include "likelihood/likelihood.hpp"

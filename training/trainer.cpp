@@ -29,12 +29,6 @@ std::vector<int64_t> batch_shape(int64_t batch, const std::vector<int64_t>& shap
   return out;
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<TrainingData> data, at::Device device)

@@ -3,14 +3,14 @@
 #include <cstdio>
 
 #include <sdeflow/io/model_file.hpp>
-#include <sdeflow/networks/gmm.hpp>
-#include <sdeflow/processes/sampling.hpp>
+#include <sdeflow/processes/mixture.hpp>
+#include <sdeflow/samplers/sampling.hpp>
 
 int main() {
   const auto model = sdeflow::builtin_model("gmm2d");
   sdeflow::SamplingRequest request;
   request.process = model.process;
-  request.model = std::make_shared<sdeflow::GaussianMixtureScore>(model.mixture, model.process);
+  request.model = sdeflow::make_mixture_score(model.mixture, model.process);
   request.solver = "rk4";
   request.steps = 50;
   request.n = 2000;

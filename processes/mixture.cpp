@@ -1,13 +1,14 @@
 // Exact Gaussian-mixture marginals under linear processes. Each covariance is diagonalised once,
 // Sigma_k = U_k diag(lambda_k) U_k^T, so alpha^2 Sigma_k + sigma^2 I = U_k diag(alpha^2 lambda_k + sigma^2)
 // U_k^T for every t: no factorisation per time (docs/processes.md, "Exact Gaussian-mixture scores").
-#include "networks/gmm.hpp"
+#include "processes/mixture.hpp"
 
 #include <cmath>
 
 #include "core/error.hpp"
 #include "core/tensor.hpp"
 #include "processes/linear.hpp"
+#include "processes/matrix_linear.hpp"
 
 namespace sdeflow {
 
@@ -180,6 +181,138 @@ MixtureComparison compare_to_mixture(const at::Tensor& samples, const GaussianMi
   result.max_abs_mean_error = (result.sample_mean - mixture.mean()).abs().max().item<double>();
   result.max_abs_covariance_error = (result.sample_covariance - mixture.covariance()).abs().max().item<double>();
   return result;
+}
+
+}  // namespace sdeflow
+
+namespace sdeflow {
+
+namespace {
+
+// G G^T as an [B, n, n] float64 matrix.
+at::Tensor squared_diffusion_matrix(const Diffusion& g, int64_t batch, int64_t n) {
+  const auto v = g.value.to(at::kCPU, at::kDouble);
+  switch (g.kind) {
+    case Diffusion::Kind::scalar:
+      return v.reshape({-1, 1, 1}).pow(2) * at::eye(n, v.options()).unsqueeze(0).expand({batch, n, n});
+    case Diffusion::Kind::diagonal:
+      return at::diag_embed(v.pow(2).expand({batch, n}));
+    case Diffusion::Kind::full:
+      return at::matmul(v, v.transpose(-1, -2)).expand({batch, n, n});
+  }
+  throw Error("squared_diffusion_matrix: unknown kind");
+}
+
+}  // namespace
+
+MatrixMixtureScore::MatrixMixtureScore(std::shared_ptr<const GaussianMixture> mixture,
+                                       std::shared_ptr<const MatrixLinearProcess> process)
+    : mixture_(std::move(mixture)), process_(std::move(process)) {
+  if (!mixture_ || !process_) throw InputError("MatrixMixtureScore: no mixture or process");
+  const int64_t d = mixture_->dim();
+  state_dim_ = process_->state_dim(d);
+  // The process checks the state's shape (FP: its matrices are d x d).
+  (void)process_->data_part(at::zeros({1, state_dim_}, at::kDouble));
+  (void)process_->drift(at::zeros({1, state_dim_}, at::kDouble), at::zeros({1}, at::kDouble));
+  block_size_ = state_dim_ / process_->blocks();
+  const int64_t k = mixture_->components();
+  state_means_ = at::zeros({k, state_dim_}, at::kDouble);
+  state_means_.narrow(1, 0, d).copy_(mixture_->means());
+  state_covariances_ = at::zeros({k, state_dim_, state_dim_}, at::kDouble);
+  state_covariances_.narrow(1, 0, d).narrow(2, 0, d).copy_(mixture_->covariances());
+  for (int64_t i = d; i < state_dim_; ++i) state_covariances_.select(1, i).select(1, i).fill_(process_->hidden_variance());
+}
+
+std::pair<at::Tensor, at::Tensor> MatrixMixtureScore::components(const at::Tensor& t) const {
+  const auto E = process_->expand_blocks(process_->transition_matrix(t), block_size_);          // [B, n, n]
+  const auto S = process_->expand_blocks(process_->stationary_covariance(), block_size_);      // [n, n]
+  const auto means = at::matmul(state_means_.unsqueeze(0), E.transpose(-1, -2));               // [B, K, n]
+  const auto Eb = E.unsqueeze(1);
+  auto covariances = S + at::matmul(at::matmul(Eb, state_covariances_ - S), Eb.transpose(-1, -2));
+  covariances = 0.5 * (covariances + covariances.transpose(-1, -2));
+  return {means, covariances};
+}
+
+MatrixMixtureScore::Evaluation MatrixMixtureScore::evaluate(const at::Tensor& x, const at::Tensor& t,
+                                                            const at::Tensor& weight) const {
+  require_state(x, state_dim_, "mixture score: x");
+  const auto xd = x.to(at::kCPU, at::kDouble);
+  auto td = t.to(at::kCPU, at::kDouble).reshape({-1});
+  if (td.size(0) == 1 && xd.size(0) != 1) td = td.expand({xd.size(0)});
+  // The components depend on t only: on a fixed grid every row shares one time, so factor once and broadcast.
+  const bool shared_time = td.size(0) > 1 && (td == td[0]).all().item<bool>();
+  auto [means, covariances] = components(shared_time ? td.narrow(0, 0, 1) : td);
+  // Explicit inverses through the Cholesky factor (n is small here; float64): batched matmuls instead of one
+  // LAPACK call per row and component, and factored once when the rows share their time.
+  const auto L = at::linalg_cholesky(covariances);                                  // [B or 1, K, n, n]
+  const auto eye = at::eye(state_dim_, at::kDouble).expand_as(L);
+  const auto L_inv = at::linalg_solve_triangular(L, eye, /*upper=*/false);
+  const auto C_inv = at::matmul(L_inv.transpose(-1, -2), L_inv);
+  const auto logdet = 2.0 * at::log(at::diagonal(L, 0, -2, -1)).sum(-1);             // [B or 1, K]
+  if (shared_time) means = means.expand({xd.size(0), means.size(1), means.size(2)});
+  const auto diff = xd.unsqueeze(1) - means;                                        // [B, K, n]
+  // M [B or 1, K, n, n] applied to diff row by row: one [B, n] x [n, n] product per component when shared.
+  auto apply = [&](const at::Tensor& M, const at::Tensor& v) {
+    if (shared_time) return at::einsum("kij,bkj->bki", {M[0], v});
+    return at::matmul(M, v.unsqueeze(-1)).squeeze(-1);
+  };
+  const auto y = apply(L_inv, diff);
+  const auto mahalanobis = y.pow(2).sum(-1);                                        // [B, K]
+  const double n = static_cast<double>(state_dim_);
+  const auto log_components = at::log(mixture_->weights()).unsqueeze(0) - 0.5 * mahalanobis - 0.5 * logdet -
+                              0.5 * n * 1.8378770664093453;
+  Evaluation result;
+  result.log_prob = at::logsumexp(log_components, 1);
+  const auto r = at::softmax(log_components, 1);                                    // [B, K]
+  const auto g = -apply(C_inv, diff);                                               // [B, K, n]
+  const auto score = (r.unsqueeze(-1) * g).sum(1);
+  result.score = score;
+  if (weight.defined()) {
+    const auto W = weight.to(at::kCPU, at::kDouble);                                // [B, n, n], symmetric
+    const auto Wg = at::matmul(W.unsqueeze(1), g.unsqueeze(-1)).squeeze(-1);        // [B, K, n]
+    const auto gWg = (Wg * g).sum(-1);                                              // [B, K]
+    const auto trace = (C_inv * W.unsqueeze(1)).sum({-2, -1});                      // tr(C^{-1} W), [B, K]
+    const auto sWs = (at::matmul(W, score.unsqueeze(-1)).squeeze(-1) * score).sum(-1);
+    result.weighted_divergence = (r * (gWg - trace)).sum(1) - sWs;
+    result.weighted_divergence = result.weighted_divergence.to(x.device(), x.scalar_type());
+  }
+  result.log_prob = result.log_prob.to(x.device(), x.scalar_type());
+  result.score = result.score.to(x.device(), x.scalar_type());
+  return result;
+}
+
+at::Tensor MatrixMixtureScore::score(const at::Tensor& x, const at::Tensor& t) const {
+  return evaluate(x, t, at::Tensor()).score;
+}
+
+std::pair<at::Tensor, at::Tensor> MatrixMixtureScore::score_and_divergence(const at::Tensor& x,
+                                                                           const at::Tensor& t) const {
+  const auto eye = at::eye(state_dim_, at::kDouble).unsqueeze(0).expand({x.size(0), state_dim_, state_dim_});
+  auto e = evaluate(x, t, eye);
+  return {e.score, e.weighted_divergence};
+}
+
+std::pair<at::Tensor, at::Tensor> MatrixMixtureScore::score_and_weighted_divergence(const at::Tensor& x,
+                                                                                    const at::Tensor& t,
+                                                                                    const Diffusion& g) const {
+  auto e = evaluate(x, t, squared_diffusion_matrix(g, x.size(0), state_dim_));
+  return {e.score, e.weighted_divergence};
+}
+
+std::shared_ptr<ScoreModel> make_mixture_score(std::shared_ptr<const GaussianMixture> mixture,
+                                               std::shared_ptr<const Process> process) {
+  if (auto linear = std::dynamic_pointer_cast<const LinearProcess>(process)) {
+    return std::make_shared<GaussianMixtureScore>(std::move(mixture), std::move(linear));
+  }
+  if (auto matrix = std::dynamic_pointer_cast<const MatrixLinearProcess>(process)) {
+    return std::make_shared<MatrixMixtureScore>(std::move(mixture), std::move(matrix));
+  }
+  throw InputError("the exact mixture score needs a process with a Gaussian transition; process " +
+                   (process ? process->name() : std::string("(none)")) + " has none in closed form");
+}
+
+at::Tensor MatrixMixtureScore::marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const {
+  return evaluate(x, t, at::Tensor()).log_prob;
 }
 
 }  // namespace sdeflow

@@ -6,11 +6,13 @@
 
 #include <memory>
 
-#include "networks/score_model.hpp"
+#include "processes/score_model.hpp"
 
 namespace sdeflow {
 
 class LinearProcess;
+class MatrixLinearProcess;
+class Process;
 
 class GaussianMixture {
  public:
@@ -72,6 +74,46 @@ class GaussianMixtureScore : public ScoreModel {
   std::shared_ptr<const GaussianMixture> mixture_;
   std::shared_ptr<const LinearProcess> process_;
 };
+
+// The mixture's exact score under a constant-matrix process (FP, CLD; seeds-fp.md section 7): component k at
+// time t is N((E_t (x) I) mu_k, S (x) I + (E_t (x) I)(Sigma_k - S (x) I)(E_t (x) I)^T), where mu_k and Sigma_k
+// are the component in the process's state (CLD: (mu_k, 0) and blockdiag(Sigma_k, gamma M I)). Score,
+// log-density and tr(W grad s) for any W in closed form (Cholesky per row and component, float64): meant for
+// oracles in modest dimension (the state dimension n costs O(B K n^3)).
+class MatrixMixtureScore : public ScoreModel {
+ public:
+  MatrixMixtureScore(std::shared_ptr<const GaussianMixture> mixture, std::shared_ptr<const MatrixLinearProcess> process);
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
+  int64_t dim() const override { return state_dim_; }
+  bool has_score_divergence() const override { return true; }
+  // The Laplacian tr(grad s) (W = I).
+  std::pair<at::Tensor, at::Tensor> score_and_divergence(const at::Tensor& x, const at::Tensor& t) const override;
+  std::pair<at::Tensor, at::Tensor> score_and_weighted_divergence(const at::Tensor& x, const at::Tensor& t,
+                                                                  const Diffusion& g) const override;
+  bool has_log_prob() const override { return true; }
+  at::Tensor marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const override;
+  const GaussianMixture& mixture() const { return *mixture_; }
+  // The state's components at time t: means [B, K, n], covariances [B, K, n, n] (float64, CPU).
+  std::pair<at::Tensor, at::Tensor> components(const at::Tensor& t) const;
+
+  struct Evaluation {
+    at::Tensor log_prob, score, weighted_divergence;   // [B], [B, n], [B] (undefined unless a weight was given)
+  };
+  // weight: G G^T as [B, n, n] (or undefined: no divergence).
+  Evaluation evaluate(const at::Tensor& x, const at::Tensor& t, const at::Tensor& weight) const;
+
+ private:
+  std::shared_ptr<const GaussianMixture> mixture_;
+  std::shared_ptr<const MatrixLinearProcess> process_;
+  int64_t state_dim_, block_size_;
+  at::Tensor state_means_;         // [K, n]
+  at::Tensor state_covariances_;   // [K, n, n]
+};
+
+// The mixture's exact score under `process`: GaussianMixtureScore for a scalar process, MatrixMixtureScore for
+// a constant-matrix one (InputError for a process without a closed-form Gaussian transition).
+std::shared_ptr<ScoreModel> make_mixture_score(std::shared_ptr<const GaussianMixture> mixture,
+                                               std::shared_ptr<const Process> process);
 
 }  // namespace sdeflow
 

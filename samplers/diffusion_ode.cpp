@@ -4,7 +4,7 @@
 //   x_t = (alpha_t / alpha_s) x_s - sigma_t int_0^h e^(h - tau) eps_hat(lambda_s + tau) dtau,  h = lambda_t - lambda_s,
 // and the solvers approximate eps_hat = -sigma score by Taylor expansion in lambda. Derivations and the
 // conditions on the process: docs/diffusion_ode_solvers.md.
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/diffusion_ode.hpp"
 
 #include <cmath>
 #include <tuple>

@@ -1,5 +1,5 @@
 // Sampling: prior draw + one integrate() call over the reverse SDE or the probability-flow ODE.
-#include "processes/sampling.hpp"
+#include "samplers/sampling.hpp"
 
 #include "core/device.hpp"
 #include "core/error.hpp"
@@ -7,7 +7,7 @@
 #include "processes/reverse.hpp"
 #include "solvers/adaptive.hpp"
 #include "solvers/brownian_tree.hpp"
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/diffusion_ode.hpp"
 
 namespace sdeflow {
 

@@ -9,6 +9,9 @@
 #include <string>
 #include <utility>
 
+#include "networks/network.hpp"
+#include "solvers/term.hpp"
+
 namespace sdeflow {
 
 class LinearProcess;
@@ -22,6 +25,12 @@ class ScoreModel {
   // The score and its divergence (the Laplacian of log p_t, [B]) from one evaluation.
   virtual bool has_score_divergence() const { return false; }
   virtual std::pair<at::Tensor, at::Tensor> score_and_divergence(const at::Tensor& x, const at::Tensor& t) const;
+  // The score and tr(G G^T grad_x s) ([B, D], [B]) for a state-independent G, from one evaluation: the
+  // probability flow's divergence is div f - 1/2 of it. Default: a scalar G times score_and_divergence()'s
+  // Laplacian (InputError for a matrix G); models with a full Hessian (the mixture under a matrix process)
+  // override it.
+  virtual std::pair<at::Tensor, at::Tensor> score_and_weighted_divergence(const at::Tensor& x, const at::Tensor& t,
+                                                                          const Diffusion& g) const;
   // log p_t(x) of the model's own marginal ([B]); used as the exact terminal density (--prior exact).
   virtual bool has_log_prob() const { return false; }
   virtual at::Tensor marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const;
@@ -49,6 +58,26 @@ class ParameterisedScore : public ScoreModel {
 
  private:
   Predictor predictor_;
+  Parameterisation parameterisation_;
+  std::shared_ptr<const LinearProcess> process_;
+  int64_t dim_;
+};
+
+// A network as a ScoreModel: x [B, D] (D = prod(data_shape)) is reshaped to the network's data shape and
+// converted to its device and dtype; the prediction is converted back to x's dtype and device and turned into
+// a score through the process's marginal. Differentiable in x (the likelihood's traces use autograd).
+class NetworkScore : public ScoreModel {
+ public:
+  NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
+               std::shared_ptr<const LinearProcess> process);
+  at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
+  at::Tensor prediction(const at::Tensor& x, const at::Tensor& t) const;   // the raw output, [B, D]
+  int64_t dim() const override { return dim_; }
+  const std::shared_ptr<ScoreNetwork>& network() const { return network_; }
+  Parameterisation parameterisation() const { return parameterisation_; }
+
+ private:
+  std::shared_ptr<ScoreNetwork> network_;
   Parameterisation parameterisation_;
   std::shared_ptr<const LinearProcess> process_;
   int64_t dim_;

@@ -1,6 +1,6 @@
 // Score / noise / data parameterisations: with x = alpha x0 + sigma eps, the score of the Gaussian
 // marginal is -(x - alpha x0) / sigma^2 = -eps / sigma (docs/processes.md, "Parameterisations").
-#include "networks/score_model.hpp"
+#include "processes/score_model.hpp"
 
 #include "core/error.hpp"
 #include "core/tensor.hpp"
@@ -11,6 +11,16 @@ namespace sdeflow {
 std::pair<at::Tensor, at::Tensor> ScoreModel::score_and_divergence(const at::Tensor& x, const at::Tensor& t) const {
   (void)x; (void)t;
   throw InputError("this score model has no closed-form divergence (use an exact or Hutchinson trace)");
+}
+
+std::pair<at::Tensor, at::Tensor> ScoreModel::score_and_weighted_divergence(const at::Tensor& x, const at::Tensor& t,
+                                                                        const Diffusion& g) const {
+  if (g.kind != Diffusion::Kind::scalar) {
+    throw InputError("this score model's closed-form divergence is a Laplacian; a matrix diffusion needs "
+                     "tr(G G^T grad s) (use --trace exact or hutchinson-*)");
+  }
+  auto [score, laplacian] = score_and_divergence(x, t);
+  return {score, g.value.pow(2).reshape({-1}) * laplacian};
 }
 
 at::Tensor ScoreModel::marginal_log_prob(const at::Tensor& x, const at::Tensor& t) const {
@@ -71,6 +81,36 @@ ParameterisedScore::ParameterisedScore(Predictor predictor, Parameterisation par
 
 at::Tensor ParameterisedScore::score(const at::Tensor& x, const at::Tensor& t) const {
   return prediction_to_score(parameterisation_, predictor_(x, t), x, t, *process_);
+}
+
+NetworkScore::NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
+                           std::shared_ptr<const LinearProcess> process)
+    : network_(std::move(network)), parameterisation_(parameterisation), process_(std::move(process)) {
+  if (!network_) throw InputError("NetworkScore: no network");
+  if (!process_) throw InputError("NetworkScore: no process");
+  dim_ = 1;
+  for (const int64_t extent : network_->config().data_shape) dim_ *= extent;
+}
+
+at::Tensor NetworkScore::prediction(const at::Tensor& x, const at::Tensor& t) const {
+  if (x.dim() != 2 || x.size(1) != dim_) {
+    throw InputError("network score: expected x of shape [B, " + std::to_string(dim_) + "], got " +
+                     shape_text(x.sizes().vec()));
+  }
+  const int64_t batch = x.size(0);
+  const auto parameters = network_->parameters();
+  const auto& first = parameters.front();
+  std::vector<int64_t> shape = {batch};
+  shape.insert(shape.end(), network_->config().data_shape.begin(), network_->config().data_shape.end());
+  const auto xin = x.reshape(shape).to(first.device(), first.scalar_type());
+  auto tin = t.reshape({-1}).to(first.device(), first.scalar_type());
+  if (tin.size(0) == 1 && batch != 1) tin = tin.expand({batch});
+  const auto out = network_->forward(xin, tin);
+  return out.to(x.device(), x.scalar_type()).reshape({batch, dim_});
+}
+
+at::Tensor NetworkScore::score(const at::Tensor& x, const at::Tensor& t) const {
+  return prediction_to_score(parameterisation_, prediction(x, t), x, t, *process_);
 }
 
 }  // namespace sdeflow

@@ -1,8 +1,9 @@
 // The solver registry: one line per solver.
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 
 #include "core/error.hpp"
-#include "solvers/diffusion_ode.hpp"
+#include "samplers/diffusion_ode.hpp"
+#include "samplers/predictor_corrector.hpp"
 #include "solvers/sde_steppers.hpp"
 
 namespace sdeflow {

@@ -6,10 +6,10 @@
 #include <memory>
 #include <string>
 
-#include "networks/score_model.hpp"
+#include "processes/score_model.hpp"
 #include "processes/process.hpp"
 #include "solvers/integrate.hpp"
-#include "solvers/registry.hpp"
+#include "samplers/registry.hpp"
 
 namespace sdeflow {
 
