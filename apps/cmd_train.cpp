@@ -8,6 +8,9 @@
 #include "apps/common.hpp"
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "io/model_file.hpp"
+#include "processes/matrix_linear.hpp"
+#include "processes/registry.hpp"
 #include "training/trainer.hpp"
 #include "sdeflow_version.hpp"
 #include "io/output_path.hpp"
@@ -18,6 +21,8 @@ namespace {
 
 struct TrainCliOptions {
   std::string process = "vp";
+  std::string process_from;        // copy /process from this model file
+  int64_t fp_seed = -1;            // fp: random rinv and omega from this seed
   std::string data = "checkerboard";
   std::string out = "sdeflow-model.h5";
   std::string resume;
@@ -35,10 +40,36 @@ struct TrainCliOptions {
 
 // Options that define a run; when resuming they come from the checkpoint and may not be given again.
 const std::vector<std::string> kRunOptions = {
-    "--process", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
+    "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
     "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
     "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
     "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
+
+// The forward process of a new run: a registered name with its defaults, the /process group of another model
+// file (--process-from), or for fp random matrices of the data's dimension (--fp-seed).
+std::shared_ptr<Process> make_training_process(const TrainCliOptions& options, const CLI::App& cmd, int64_t data_dim) {
+  std::shared_ptr<Process> process;
+  if (!options.process_from.empty()) {
+    process = load_model(options.process_from).process;   // a whole, valid model file
+    if (cmd.count("--process") > 0 && process->name() != options.process) {
+      throw InputError("--process " + options.process + " but " + options.process_from + " holds process " +
+                       process->name());
+    }
+  } else if (options.process == "fp") {
+    if (options.fp_seed < 0) {
+      throw InputError("--process fp needs its matrices: --process-from FILE (a model file's /process) or --fp-seed S");
+    }
+    const auto [rinv, omega] = random_fp_matrices(data_dim, static_cast<uint64_t>(options.fp_seed));
+    process = make_process("fp", {}, {{"rinv", rinv}, {"omega", omega}});
+  } else {
+    process = make_process(options.process, {});
+  }
+  if (options.fp_seed >= 0 && process->name() != "fp") throw InputError("--fp-seed applies to --process fp only");
+  // The process checks the state's shape (fp: its matrices are data_dim x data_dim).
+  const int64_t n = process->state_dim(data_dim);
+  (void)process->drift(at::zeros({1, n}, at::kDouble), at::full({1}, 0.5, at::kDouble));
+  return process;
+}
 
 int run_train(TrainCliOptions options, const CLI::App& cmd) {
   // Resuming writes back into the checkpoint unless --out says otherwise.
@@ -66,15 +97,19 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
     train.importance_sampling = !options.no_importance;
     validate(train);
     NetworkModel model;
-    model.process = make_linear_process(options.process, {});
     model.parameterisation = parse_parameterisation(options.parameterisation);
     const auto data = open_training_data(options.data, options.levels);
+    int64_t data_dim = 1;
+    for (auto extent : data->shape()) data_dim *= extent;
+    model.process = make_training_process(options, cmd, data_dim);
     model.config = options.network;
     model.config.data_shape = data->shape();
     if (model.config.architecture == "mlp") {
-      int64_t d = 1;
-      for (auto n : data->shape()) d *= n;
-      model.config.data_shape = {d};
+      // The network scores the process's state: the data, or CLD's phase space (x, v).
+      model.config.data_shape = {model.process->state_dim(data_dim)};
+    } else if (model.process->augmented()) {
+      throw InputError("--arch " + model.config.architecture + ": process " + model.process->name() +
+                       " trains an mlp on its phase space (x, v) only");
     }
     model.data.name = data->name();
     model.data.shape = data->shape();
@@ -132,7 +167,12 @@ Runner add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a score network by denoising score matching");
   auto& n = options->network;
   auto& t = options->train;
-  cmd->add_option("--process", options->process, "forward process: vp, subvp, ve")->capture_default_str();
+  std::string processes;
+  for (const auto& info : process_registry()) processes += "\n    " + info.name + ": " + info.description;
+  cmd->add_option("--process", options->process, "forward process:" + processes)->capture_default_str();
+  cmd->add_option("--process-from", options->process_from, "copy the forward process (/process) from this model file");
+  cmd->add_option("--fp-seed", options->fp_seed,
+                  "fp: draw a random SPD rinv and antisymmetric omega of the data's dimension from this seed");
   cmd->add_option("--arch", n.architecture, "network: mlp, unet")->capture_default_str();
   cmd->add_option("--data", options->data,
                   "built-in data set (checkerboard, 8gaussians, 2spirals, moons, pinwheel, rings, swissroll) or an "

@@ -143,7 +143,7 @@ void write_data(const h5::Location& group, const DataScaling& data) {
   group.set_attribute("levels", data.levels);
 }
 
-DataScaling read_data(const h5::Location& group, const NetworkConfig& config) {
+DataScaling read_data(const h5::Location& group, const NetworkConfig& config, const Process& process) {
   require_attributes(group, {"name", "shape", "scale", "shift", "integer", "levels"});
   DataScaling data;
   data.name = group.attribute_string("name");
@@ -163,9 +163,11 @@ DataScaling read_data(const h5::Location& group, const NetworkConfig& config) {
   int64_t size = 1, model_size = 1;
   for (const int64_t extent : data.shape) size *= extent;
   for (const int64_t extent : config.data_shape) model_size *= extent;
-  if (data.shape.empty() || size != model_size) {
+  // The network sees the process's state: the data itself, or CLD's phase space (twice the data).
+  if (data.shape.empty() || process.state_dim(size) != model_size) {
     bad("shape", shape_text(data.shape) + " does not hold as many values as the network's data_shape " +
-                     shape_text(config.data_shape));
+                     shape_text(config.data_shape) + (process.augmented() ? " (for process " + process.name() +
+                     "'s state, " + std::to_string(process.state_dim(size)) + " values)" : std::string()));
   }
   return data;
 }
@@ -218,15 +220,7 @@ NetworkModel read_model(const h5::File& file) {
   if (kind != kKind) throw InputError(file.describe() + ": model kind is '" + kind + "', expected 'network'");
 
   NetworkModel model;
-  {
-    const auto group = file.group("process");
-    const auto process = read_process(group);
-    model.process = std::dynamic_pointer_cast<LinearProcess>(process);
-    if (!model.process) {
-      throw InputError(group.describe() + ": network models on process " + process->name() +
-                       " are not supported yet (vp, subvp, ve)");
-    }
-  }
+  model.process = read_process(file.group("process"));
   const auto group = file.group("network");
   require_attributes(group, {"parameterisation", "dtype"});
   model.config = read_config(group);
@@ -242,7 +236,7 @@ NetworkModel read_model(const h5::File& file) {
   const auto dtype = dtype_text == "float64" ? at::kDouble : at::kFloat;
   model.network = read_network(group.group("parameters"), model.config, dtype);
   if (group.has("ema")) model.ema = read_network(group.group("ema"), model.config, dtype);
-  model.data = read_data(file.group("data"), model.config);
+  model.data = read_data(file.group("data"), model.config, *model.process);
   if (file.has("training")) read_training(file.group("training"), model);
   return model;
 }

@@ -31,7 +31,7 @@ struct DataScaling {
 struct NetworkModel {
   NetworkConfig config;
   Parameterisation parameterisation = Parameterisation::noise;
-  std::shared_ptr<LinearProcess> process;
+  std::shared_ptr<Process> process;   // the network scores its state (CLD: 2 d coordinates for d-dimensional data)
   std::shared_ptr<ScoreNetwork> network;   // raw (optimised) weights
   std::shared_ptr<ScoreNetwork> ema;       // exponential moving average of the weights; null if the file has none
   DataScaling data;

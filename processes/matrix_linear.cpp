@@ -69,6 +69,9 @@ MatrixLinearProcess::MatrixLinearProcess(Spec spec) : spec_(std::move(spec)) {
   stationary_factor_ = s_factor;
   stationary_logdet_ = 2.0 * at::log(at::diagonal(s_factor)).sum().item<double>();
   stationary_inverse_ = at::cholesky_inverse(s_factor);
+  initial_covariance_ = at::zeros({k, k}, kF64);
+  for (int64_t i = spec_.data_blocks; i < k; ++i) initial_covariance_[i][i] = spec_.hidden_variance;
+  score_blocks_ = full_rank_noise_ ? at::ones({k}, kF64) : (at::diagonal(q) > 0.0).to(at::kDouble);
   // S must be stationary: A S + S A^T + Q = 0 (else the prior is not the process's limit law).
   const auto lyapunov = at::matmul(spec_.drift, spec_.stationary) +
                         at::matmul(spec_.stationary, spec_.drift.transpose(0, 1)) + spec_.noise;
@@ -222,6 +225,54 @@ double MatrixLinearProcess::augmented_entropy(int64_t data_dim) const {
   const int64_t hidden = state_dim(data_dim) - data_dim;
   if (hidden == 0) return 0.0;
   return 0.5 * static_cast<double>(hidden) * (kLog2Pi + 1.0 + std::log(spec_.hidden_variance));
+}
+
+std::pair<at::Tensor, at::Tensor> MatrixLinearProcess::kernel(const at::Tensor& t) const {
+  const auto E = transition_matrix(t);
+  return {E, at::linalg_cholesky(transition_covariance(E, initial_covariance_))};
+}
+
+at::Tensor MatrixLinearProcess::perturb(const at::Tensor& x0, const at::Tensor& t, const at::Tensor& z) const {
+  const int64_t n = state_dim(x0.size(1));
+  require_state(z, n, "process " + spec_.name + ": noise");
+  const auto state = n == x0.size(1) ? x0 : at::cat({x0, at::zeros({x0.size(0), n - x0.size(1)}, x0.options())}, 1);
+  const auto [E, L] = kernel(t);
+  return apply_blocks(E, state) + apply_blocks(L, z);
+}
+
+namespace {
+// L^{-1} for lower-triangular L [B, k, k].
+at::Tensor lower_inverse(const at::Tensor& L) {
+  return at::linalg_solve_triangular(L, at::eye(L.size(-1), L.options()).expand_as(L), /*upper=*/false);
+}
+}  // namespace
+
+at::Tensor MatrixLinearProcess::noise_to_score(const at::Tensor& eps, const at::Tensor& t) const {
+  const int64_t m = block_size(eps);
+  const auto L_inv = lower_inverse(kernel(t).second);
+  const auto mask = score_blocks_.repeat_interleave(m).to(eps.device(), eps.scalar_type());
+  return -apply_blocks(L_inv.transpose(-1, -2), eps) * mask;
+}
+
+at::Tensor MatrixLinearProcess::denoising_loss(const at::Tensor& eps, const at::Tensor& z, const at::Tensor& t,
+                                               bool likelihood_weighting) const {
+  const int64_t m = block_size(eps);
+  const auto r = z - eps;
+  if (!likelihood_weighting) {
+    const auto mask = score_blocks_.repeat_interleave(m).to(eps.device(), eps.scalar_type());
+    return 0.5 * (r * r * mask).sum(1);
+  }
+  const auto L_inv = lower_inverse(kernel(t).second);
+  const auto rate64 = rate(t.to(at::kCPU, at::kDouble).reshape({-1})).reshape({-1, 1, 1});
+  const auto W = rate64 * at::matmul(at::matmul(L_inv, spec_.noise), L_inv.transpose(-1, -2));
+  return 0.5 * (r * apply_blocks(W, r)).sum(1);
+}
+
+at::Tensor MatrixLinearProcess::weight_scale(const at::Tensor& t) const {
+  const auto L_inv = lower_inverse(kernel(t).second);
+  const auto rate64 = rate(t.to(at::kCPU, at::kDouble).reshape({-1}));
+  const auto trace = at::matmul(at::matmul(L_inv, spec_.noise), L_inv.transpose(-1, -2)).diagonal(0, -2, -1).sum(-1);
+  return rate64 * trace / static_cast<double>(blocks());
 }
 
 std::shared_ptr<MatrixLinearProcess> make_fp_process(const at::Tensor& rinv_in, const at::Tensor& omega_in,

@@ -61,6 +61,16 @@ class MatrixLinearProcess : public Process {
   bool score_on_every_coordinate() const override { return full_rank_noise_; }
   double augmented_entropy(int64_t data_dim) const override;
 
+  bool has_denoising_kernel() const override { return true; }
+  at::Tensor perturb(const at::Tensor& x0, const at::Tensor& t, const at::Tensor& z) const override;
+  at::Tensor noise_to_score(const at::Tensor& eps, const at::Tensor& t) const override;
+  at::Tensor denoising_loss(const at::Tensor& eps, const at::Tensor& z, const at::Tensor& t,
+                            bool likelihood_weighting) const override;
+  at::Tensor weight_scale(const at::Tensor& t) const override;
+  // The denoising kernel at t: E_t and the Cholesky factor L_t of S - E_t (S - Sigma0') E_t^T with Sigma0' = 0 on
+  // the data blocks and hidden_variance on the hidden ones ([B, k, k] each, float64 CPU).
+  std::pair<at::Tensor, at::Tensor> kernel(const at::Tensor& t) const;
+
   // The k x k structure, float64 on the CPU.
   int64_t blocks() const { return spec_.drift.size(0); }
   const at::Tensor& drift_matrix() const { return spec_.drift; }
@@ -89,6 +99,8 @@ class MatrixLinearProcess : public Process {
   at::Tensor stationary_factor_;   // chol(S)
   double stationary_logdet_ = 0.0;
   at::Tensor stationary_inverse_;
+  at::Tensor initial_covariance_;   // Sigma0' [k, k]
+  at::Tensor score_blocks_;         // [k] 1 where Q acts (the model's score), else 0
 };
 
 // FP-Diffusion with constant matrices: A = -1/2 D - omega, Q = D, S = I (D = R^{-1} symmetric positive-definite,

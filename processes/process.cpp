@@ -11,6 +11,19 @@ at::Tensor Process::diffusion_divergence(const at::Tensor& x, const at::Tensor& 
   return at::zeros_like(x);
 }
 
+namespace {
+[[noreturn]] void no_kernel(const Process& process) {
+  throw InputError("process " + process.name() + " has no Gaussian denoising kernel (training needs one)");
+}
+}  // namespace
+
+at::Tensor Process::perturb(const at::Tensor&, const at::Tensor&, const at::Tensor&) const { no_kernel(*this); }
+at::Tensor Process::noise_to_score(const at::Tensor&, const at::Tensor&) const { no_kernel(*this); }
+at::Tensor Process::denoising_loss(const at::Tensor&, const at::Tensor&, const at::Tensor&, bool) const {
+  no_kernel(*this);
+}
+at::Tensor Process::weight_scale(const at::Tensor&) const { no_kernel(*this); }
+
 std::pair<at::Tensor, Diffusion> Process::discretize(const at::Tensor& x, const at::Tensor& t,
                                                      const at::Tensor& dt) const {
   auto g = diffusion(x, t);

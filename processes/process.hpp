@@ -81,6 +81,20 @@ class Process {
   // False when G G^T is singular and a model scores only where the noise acts (CLD's velocity half): samplers
   // that need the score on every coordinate (Langevin corrector, DDIM/DPM) refuse such a process.
   virtual bool score_on_every_coordinate() const { return true; }
+
+  // Denoising score matching with a Gaussian kernel beyond scalar coefficients (seeds-fp.md section 5): the state
+  // x_t = M_t x_0' + L_t z of data x_0 [B, d] (x_0' its state: CLD adds v_0 = 0 and puts gamma M in the kernel,
+  // hybrid score matching), z ~ N(0, I) of the state's dimension; the score target -L_t^{-T} z. With a noise
+  // prediction eps the score is -L_t^{-T} eps (zero where the model carries no score) and the per-sample loss
+  // 1/2 r^T W_t r, r = z - eps, W_t = beta' L_t^{-1} Q L_t^{-T} (likelihood weighting, Lambda = G G^T) or the
+  // projection on the scored coordinates (variance weighting, Lambda = P_t). weight_scale(t) = tr(W_t) / n is
+  // the density the trainer's importance sampling of t follows. Defaults throw InputError naming the process.
+  virtual bool has_denoising_kernel() const { return false; }
+  virtual at::Tensor perturb(const at::Tensor& x0, const at::Tensor& t, const at::Tensor& z) const;
+  virtual at::Tensor noise_to_score(const at::Tensor& eps, const at::Tensor& t) const;
+  virtual at::Tensor denoising_loss(const at::Tensor& eps, const at::Tensor& z, const at::Tensor& t,
+                                    bool likelihood_weighting) const;
+  virtual at::Tensor weight_scale(const at::Tensor& t) const;
 };
 
 }  // namespace sdeflow

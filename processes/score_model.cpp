@@ -59,6 +59,16 @@ at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& predicti
   throw Error("prediction_to_score: unknown parameterisation");
 }
 
+at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& prediction, const at::Tensor& x,
+                               const at::Tensor& t, const Process& process) {
+  if (const auto* linear = dynamic_cast<const LinearProcess*>(&process)) {
+    return prediction_to_score(from, prediction, x, t, *linear);
+  }
+  if (from == Parameterisation::noise && process.has_denoising_kernel()) return process.noise_to_score(prediction, t);
+  throw InputError("a " + to_string(from) + " prediction under process " + process.name() +
+                   " has no score conversion (use the noise parameterisation)");
+}
+
 at::Tensor score_to_prediction(Parameterisation to, const at::Tensor& score, const at::Tensor& x,
                                const at::Tensor& t, const LinearProcess& process) {
   switch (to) {
@@ -84,7 +94,7 @@ at::Tensor ParameterisedScore::score(const at::Tensor& x, const at::Tensor& t) c
 }
 
 NetworkScore::NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
-                           std::shared_ptr<const LinearProcess> process)
+                           std::shared_ptr<const Process> process)
     : network_(std::move(network)), parameterisation_(parameterisation), process_(std::move(process)) {
   if (!network_) throw InputError("NetworkScore: no network");
   if (!process_) throw InputError("NetworkScore: no process");

@@ -15,6 +15,7 @@
 namespace sdeflow {
 
 class LinearProcess;
+class Process;
 
 class ScoreModel {
  public:
@@ -43,6 +44,10 @@ std::string to_string(Parameterisation p);
 // Converts a prediction in parameterisation `from` at (x, t) to a score, and a score back to `to`.
 at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& prediction, const at::Tensor& x,
                                const at::Tensor& t, const LinearProcess& process);
+// Any process: the scalar conversions above for a LinearProcess; for a process with a Gaussian denoising kernel
+// (fp, cld) the noise parameterisation s = -L_t^{-T} eps (the others: InputError naming the process).
+at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& prediction, const at::Tensor& x,
+                               const at::Tensor& t, const Process& process);
 at::Tensor score_to_prediction(Parameterisation to, const at::Tensor& score, const at::Tensor& x,
                                const at::Tensor& t, const LinearProcess& process);
 
@@ -69,7 +74,7 @@ class ParameterisedScore : public ScoreModel {
 class NetworkScore : public ScoreModel {
  public:
   NetworkScore(std::shared_ptr<ScoreNetwork> network, Parameterisation parameterisation,
-               std::shared_ptr<const LinearProcess> process);
+               std::shared_ptr<const Process> process);
   at::Tensor score(const at::Tensor& x, const at::Tensor& t) const override;
   at::Tensor prediction(const at::Tensor& x, const at::Tensor& t) const;   // the raw output, [B, D]
   int64_t dim() const override { return dim_; }
@@ -79,7 +84,7 @@ class NetworkScore : public ScoreModel {
  private:
   std::shared_ptr<ScoreNetwork> network_;
   Parameterisation parameterisation_;
-  std::shared_ptr<const LinearProcess> process_;
+  std::shared_ptr<const Process> process_;
   int64_t dim_;
 };
 

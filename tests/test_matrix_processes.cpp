@@ -27,6 +27,7 @@
 #include "solvers/integrate.hpp"
 #include "solvers/stepper.hpp"
 #include "support.hpp"
+#include "training/trainer.hpp"
 
 using namespace sdeflow;
 using test::random_mixture;
@@ -609,6 +610,131 @@ BOOST_AUTO_TEST_CASE(commands_sample_and_evaluate_fp_and_cld_mixture_models) {
     test::expect_input_error("sample --model " + path.string() + " --n 4 --steps 5 --out " + out.string(), b.message, out);
     test::expect_input_error("sample --model " + path.string() + " --n 4 --steps 5 --out " + out.string(), "/process", out);
   }
+}
+
+BOOST_AUTO_TEST_CASE(denoising_kernel_matches_the_marginal_and_the_exact_score_minimises_the_loss) {
+  // The kernel's x_t has the exact marginal's moments; -L^T s_true round-trips through noise_to_score on the scored
+  // coordinates; E[loss] at the true score is below a perturbed score's (both weightings).
+  const auto mixture = builtin_model("gmm2d").mixture;
+  for (const auto& process : {std::static_pointer_cast<MatrixLinearProcess>(random_fp(2, 91)), make_cld_process()}) {
+    const auto exact = std::dynamic_pointer_cast<const MatrixMixtureScore>(make_mixture_score(mixture, process));
+    auto generator = make_generator(at::kCPU, 92);
+    const int64_t n = 200000, state = process->state_dim(2);
+    const auto x0 = mixture->sample(n, generator, f64).first;
+    const double time = 0.3;
+    const auto t = at::full({n}, time, f64);
+    const auto z = at::randn({n, state}, generator, f64);
+    const auto xt = process->perturb(x0, t, z);
+    const auto [means, covariances] = exact->components(at::full({1}, time, f64));
+    // Moments of the mixture of the components against the sample's.
+    const auto w = mixture->weights();
+    const auto mean = (w.unsqueeze(1) * means[0]).sum(0);
+    const auto centred = means[0] - mean;
+    const auto cov = (w.reshape({-1, 1, 1}) * (covariances[0] + centred.unsqueeze(2) * centred.unsqueeze(1))).sum(0);
+    const auto sample_cov = at::matmul((xt - xt.mean(0)).t(), xt - xt.mean(0)) / (n - 1.0);
+    BOOST_TEST(max_abs(xt.mean(0) - mean) < 4.0 * std::sqrt(at::diagonal(cov).max().item<double>() / n));
+    BOOST_TEST(max_abs(sample_cov - cov) < 4.0 * std::sqrt(2.0 / n) * at::diagonal(cov).max().item<double>());
+    // Round trip: eps = -L^T s gives back s where the model scores.
+    const auto rows = xt.narrow(0, 0, 64);
+    const auto tt = t.narrow(0, 0, 64);
+    const auto score = exact->score(rows, tt);
+    const auto L = process->kernel(tt).second;
+    const auto eps = -process->apply_blocks(L.transpose(-1, -2), score);
+    const auto back = process->noise_to_score(eps, tt);
+    const int64_t first = process->score_on_every_coordinate() ? 0 : 2;
+    BOOST_TEST(max_abs((back - score).narrow(1, first, state - first)) < 1e-10);
+    if (first > 0) BOOST_TEST(max_abs(back.narrow(1, 0, first)) == 0.0);
+    // The true score's loss is the minimum: a 5 % perturbation raises it by more than 4 SE.
+    const auto all_eps = -process->apply_blocks(process->kernel(t).second.transpose(-1, -2), exact->score(xt, t));
+    for (const bool likelihood : {false, true}) {
+      const auto best = process->denoising_loss(all_eps, z, t, likelihood);
+      const auto worse = process->denoising_loss(1.05 * all_eps, z, t, likelihood);
+      const auto gap = worse - best;
+      const double se = gap.std().item<double>() / std::sqrt(static_cast<double>(n));
+      BOOST_TEST_MESSAGE(process->name() << (likelihood ? " likelihood" : " variance") << ": loss " << best.mean().item<double>()
+                                         << ", perturbed excess " << gap.mean().item<double>() << " +- " << se);
+      BOOST_TEST(gap.mean().item<double>() > 4.0 * se);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(time_sampler_for_matrix_processes_is_unbiased) {
+  // E_q[w(t) f(t)] = (1 / (T - eps)) int f dt for importance-sampled t (w = 1 / ((T - eps) q)); f(t) = t.
+  for (const auto& process : {std::static_pointer_cast<Process>(random_fp(2, 93)), std::static_pointer_cast<Process>(make_cld_process())}) {
+    const double eps = 1e-5;
+    const TimeSampler sampler(process, Weighting::likelihood, true, eps);
+    auto generator = make_generator(at::kCPU, 94);
+    const auto [t, w] = sampler.sample(400000, generator);
+    const auto values = w * t;
+    const double mean = values.mean().item<double>(), se = values.std().item<double>() / std::sqrt(400000.0);
+    BOOST_TEST_MESSAGE(process->name() << ": E[w t] = " << mean << " +- " << se << " (exact " << (1.0 + eps) / 2 << ")");
+    BOOST_TEST(std::abs(mean - (1.0 + eps) / 2) < 4.0 * se);
+    BOOST_TEST((t >= eps).all().item<bool>());
+    // Uniform t with the variance weighting: weight 1.
+    const TimeSampler uniform(process, Weighting::variance, true, eps);
+    BOOST_TEST(max_abs(uniform.sample(100, generator).second - 1.0) == 0.0);
+  }
+}
+
+// Trains an MLP on a 2-D Gaussian under fp and cld through the CLI and evaluates the held-out NLL against the
+// true density: the KL estimate must be >= -4 SE (a density / a bound cannot beat the truth) and <= 0.1 + 4 SE.
+BOOST_AUTO_TEST_CASE(train_fp_and_cld_networks_reach_the_gaussian_entropy) {
+  const auto dir = test::scratch_dir("matrix_processes_train");
+  const auto chol = at::tensor({1.0, 0.0, 0.6, std::sqrt(0.8 - 0.36)}, f64).reshape({2, 2});
+  const auto mean = at::tensor({0.5, -0.3}, f64);
+  auto draws = [&](int64_t n, uint64_t seed) {
+    auto generator = make_generator(at::kCPU, seed);
+    return at::randn({n, 2}, generator, f64).matmul(chol.t()) + mean;
+  };
+  const auto train_file = (dir / "train.h5").string(), test_file = (dir / "test.h5").string();
+  save_data(train_file, draws(100000, 1));
+  const auto x = draws(500, 2);
+  save_data(test_file, x);
+  const auto solved = at::linalg_solve_triangular(chol, (x - mean).t(), /*upper=*/false);
+  const auto true_nll = 0.5 * solved.pow(2).sum(0) + std::log(2 * M_PI) + 0.5 * std::log(0.44);
+  for (const std::string process : {"fp --fp-seed 3", "cld"}) {
+    const auto model = (dir / (process.substr(0, 2) + ".h5")).string();
+    const auto trained = test::run_cli("train --process " + process + " --data " + train_file +
+                                       " --arch mlp --width 64 --depth 2 --embedding-dim 16 --lr 3e-3 --warmup 50 "
+                                       "--weighting likelihood --ema 0.99 --iters 1500 --batch 256 --seed 0 --device cpu "
+                                       "--checkpoint-every 1500 --quiet --out " + model);
+    BOOST_REQUIRE_MESSAGE(trained.exit_status == 0, trained.output);
+    const auto loaded = load_network_model(model);
+    BOOST_TEST(loaded.process->name() == process.substr(0, process.find(' ')));
+    BOOST_TEST(loaded.config.data_shape[0] == (process == "cld" ? 4 : 2));
+    const auto out = (dir / (process.substr(0, 2) + "-nll.h5")).string();
+    const auto nll = test::run_cli("nll --model " + model + " --data " + test_file +
+                                   " --solver dopri5 --rtol 1e-5 --atol 1e-5 --trace exact --eps 1e-5 --quiet --out " + out +
+                                   (process == "cld" ? " --velocity-samples 4" : ""));
+    BOOST_REQUIRE_MESSAGE(nll.exit_status == 0, nll.output);
+    const auto result = read_nll_file(out);
+    const auto d = result.nll - true_nll;
+    const double kl = d.mean().item<double>(), kl_se = d.std().item<double>() / std::sqrt(500.0);
+    BOOST_TEST_MESSAGE(process << ": held-out NLL " << result.nll.mean().item<double>() << ", true "
+                               << true_nll.mean().item<double>() << ", KL estimate " << kl << " +- " << kl_se);
+    BOOST_TEST(kl >= -4 * kl_se, process);
+    BOOST_TEST(kl <= 0.1 + 4 * kl_se, process);
+  }
+  // Bad options: exit 2 naming them, no file.
+  const auto bad = dir / "bad.h5";
+  test::expect_input_error("train --process fp --data " + train_file + " --iters 2 --out " + bad.string(),
+                           "--process fp needs its matrices", bad);
+  test::expect_input_error("train --process cld --fp-seed 1 --data " + train_file + " --iters 2 --out " + bad.string(),
+                           "--fp-seed applies to --process fp only", bad);
+  test::expect_input_error("train --process cld --parameterisation score --data " + train_file + " --iters 2 --out " +
+                               bad.string(),
+                           "trains the noise parameterisation only", bad);
+  test::expect_input_error("train --process-from " + (dir / "missing.h5").string() + " --data " + train_file +
+                               " --iters 2 --out " + bad.string(),
+                           "missing.h5", bad);
+  // --process-from copies the matrices of another model (here the trained fp model: a 2 x 2 fp process).
+  const auto copied = dir / "copied.h5";
+  const auto run = test::run_cli("train --process-from " + (dir / "fp.h5").string() + " --data " + train_file +
+                                 " --iters 20 --batch 64 --width 16 --depth 1 --checkpoint-every 20 --quiet --out " +
+                                 copied.string());
+  BOOST_REQUIRE_MESSAGE(run.exit_status == 0, run.output);
+  BOOST_TEST(max_abs(load_network_model(copied.string()).process->parameter_tensors().at("rinv") -
+                     load_network_model((dir / "fp.h5").string()).process->parameter_tensors().at("rinv")) == 0.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

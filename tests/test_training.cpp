@@ -117,7 +117,7 @@ at::Tensor network_loss(const Draws& d, ScoreNetwork& network, Parameterisation 
   return d.w * (d.sigma * score + d.z).pow(2).sum(1) / 2;
 }
 LossEstimate estimate_loss(const NetworkModel& model, const TrainOptions& options, int64_t n, uint64_t seed) {
-  const auto& process = *model.process;
+  const auto& process = *require_scalar_process(model.process, "test");
   const double root_n = std::sqrt(static_cast<double>(n));
   LossEstimate e;
   const TimeSampler run_sampler(model.process, options.weighting, options.importance_sampling, options.eps);
@@ -169,7 +169,7 @@ TrainedGaussian train_on_gaussian(const fs::path& dir, const std::string& train_
   result.options = stored_options(result.model);
   const auto& log = result.model.loss;
   BOOST_TEST_REQUIRE(log.numel() == iterations / 10);
-  result.minimum = analytic_minimum(*result.model.process, result.options.weighting, result.options.eps);
+  result.minimum = analytic_minimum(*require_scalar_process(result.model.process, "test"), result.options.weighting, result.options.eps);
   result.loss = estimate_loss(result.model, result.options, 200000, 21);
   const auto& e = result.loss;
   const double logged = log.narrow(0, log.numel() - blocks, blocks).mean().item<double>();
@@ -286,7 +286,8 @@ BOOST_AUTO_TEST_CASE(likelihood_training_on_a_gaussian_reaches_its_minimum_and_i
   const double kl = d.mean().item<double>(), kl_se = d.std().item<double>() / std::sqrt(1000.0);
   // KL(N(alpha_T m, alpha_T^2 S + sigma_T^2 I) || N(0, I)) at T = 1.
   const auto T = at::tensor({1.0}, f64);
-  const double aT = trained.model.process->alpha(T).item<double>(), sT = trained.model.process->sigma(T).item<double>();
+  const auto linear = require_scalar_process(trained.model.process, "test");
+  const double aT = linear->alpha(T).item<double>(), sT = linear->sigma(T).item<double>();
   const auto S = gaussian_cholesky().matmul(gaussian_cholesky().t());
   const auto CT = aT * aT * S + sT * sT * at::eye(2, f64);
   const double mT2 = aT * aT * (kMean[0] * kMean[0] + kMean[1] * kMean[1]);

@@ -196,11 +196,15 @@ constexpr int64_t kTableCells = 4096;
 const auto kF64 = at::TensorOptions().dtype(at::kDouble);
 }  // namespace
 
-TimeSampler::TimeSampler(std::shared_ptr<const LinearProcess> process, Weighting weighting, bool importance_sampling,
+TimeSampler::TimeSampler(std::shared_ptr<const Process> process, Weighting weighting, bool importance_sampling,
                          double eps)
-    : process_(std::move(process)), weighting_(weighting),
+    : process_(std::move(process)), linear_(std::dynamic_pointer_cast<const LinearProcess>(process_)),
+      weighting_(weighting),
       importance_(importance_sampling && weighting == Weighting::likelihood), eps_(eps), T_(process_->time_range().T) {
   if (!(eps_ > 0 && eps_ < T_)) throw InputError("--eps must lie in (0, T)");
+  if (!linear_ && !process_->has_denoising_kernel()) {
+    throw InputError("training: process " + process_->name() + " has no Gaussian denoising kernel");
+  }
   if (!importance_) return;
   // g^2 / sigma^2 behaves like 1 / t near 0 for every linear process: cells geometric in t resolve it.
   grid_ = at::logspace(std::log10(eps_), std::log10(T_), kTableCells + 1, 10.0, kF64);
@@ -208,18 +212,28 @@ TimeSampler::TimeSampler(std::shared_ptr<const LinearProcess> process, Weighting
   grid_.index_put_({kTableCells}, T_);
   const auto left = grid_.narrow(0, 0, kTableCells), right = grid_.narrow(0, 1, kTableCells);
   const auto middle = at::sqrt(left * right);
-  const auto g = process_->diffusion_coefficient(middle), sigma = process_->sigma(middle);
-  const auto mass = (g * g) / (sigma * sigma) * (right - left);
+  at::Tensor density;
+  if (linear_) {
+    const auto g = linear_->diffusion_coefficient(middle), sigma = linear_->sigma(middle);
+    density = (g * g) / (sigma * sigma);
+  } else {
+    density = process_->weight_scale(middle);
+  }
+  const auto mass = density * (right - left);
   cdf_ = at::cat({at::zeros({1}, kF64), at::cumsum(mass, 0)});
   cdf_ = cdf_ / cdf_[kTableCells];
   cdf_.index_put_({kTableCells}, 1.0);
 }
 
 at::Tensor TimeSampler::weight(const at::Tensor& t) const {
-  const auto sigma = process_->sigma(t);
   if (weighting_ == Weighting::variance) return at::ones_like(t);
-  const auto g = process_->diffusion_coefficient(t);
-  const auto ratio = (g * g) / (sigma * sigma);
+  // Scalar processes: lambda / sigma^2 = g^2 / sigma^2 here; non-scalar ones carry W_t in their loss.
+  at::Tensor ratio = at::ones_like(t);
+  if (linear_) {
+    const auto sigma = linear_->sigma(t);
+    const auto g = linear_->diffusion_coefficient(t);
+    ratio = (g * g) / (sigma * sigma);
+  }
   if (!importance_) return ratio;
   // q(t) = (cdf_{j+1} - cdf_j) / (grid_{j+1} - grid_j) on cell j.
   auto cell = at::searchsorted(grid_, t, /*out_int32=*/false, /*right=*/true) - 1;

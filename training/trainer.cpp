@@ -39,6 +39,11 @@ Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<Train
     : model_(std::move(model)), options_(std::move(options)), data_(std::move(data)), device_(device) {
   validate(options_);
   if (!model_.process) throw InputError("training: no process");
+  linear_ = std::dynamic_pointer_cast<const LinearProcess>(model_.process);
+  if (!linear_ && model_.parameterisation != Parameterisation::noise) {
+    throw InputError("training: process " + model_.process->name() + " trains the noise parameterisation only, not " +
+                     to_string(model_.parameterisation));
+  }
   if (const auto rows = data_->rows(); rows && options_.batch > *rows) {
     throw InputError("--batch " + std::to_string(options_.batch) + " is larger than the data set " + data_->name() +
                      " (" + std::to_string(*rows) + " rows)");
@@ -97,17 +102,29 @@ double Trainer::step() {
   x = scaling.scale * x + scaling.shift;
   auto time_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kTimeStream));
   const auto [t64, weight64] = times_->sample(batch, time_generator);
-  const auto alpha = per_sample(process.alpha(t64)), sigma = per_sample(process.sigma(t64));
   auto noise_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kNoiseStream));
-  const auto z64 = at::randn(x.sizes(), noise_generator, x.options());
-  const auto xt64 = alpha * x + sigma * z64;
-
-  // Only what the loss needs goes to the device (x_0 enters through x_t; the variance weighting's weight is 1).
   const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
-  const auto z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32);
-  const auto weight = options_.weighting == Weighting::variance ? at::Tensor() : weight64.to(f32);
-  const auto prediction = model_.network->forward(xt.reshape(batch_shape(batch, shape)), t).reshape({batch, -1});
-  const auto loss = denoising_loss(prediction, model_.parameterisation, at::Tensor(), xt, z, t, weight, process).mean();
+  at::Tensor loss;
+  if (linear_) {
+    const auto alpha = per_sample(linear_->alpha(t64)), sigma = per_sample(linear_->sigma(t64));
+    const auto z64 = at::randn(x.sizes(), noise_generator, x.options());
+    const auto xt64 = alpha * x + sigma * z64;
+    // Only what the loss needs goes to the device (x_0 enters through x_t; the variance weighting's weight is 1).
+    const auto z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32);
+    const auto weight = options_.weighting == Weighting::variance ? at::Tensor() : weight64.to(f32);
+    const auto prediction = model_.network->forward(xt.reshape(batch_shape(batch, shape)), t).reshape({batch, -1});
+    loss = denoising_loss(prediction, model_.parameterisation, at::Tensor(), xt, z, t, weight, *linear_).mean();
+  } else {
+    // The full-covariance loss of a Gaussian kernel (fp, cld): x_t = M_t x_0' + L_t z in the process's state.
+    const int64_t n = process.state_dim(x.size(1));
+    const auto z64 = at::randn({batch, n}, noise_generator, x.options());
+    const auto xt64 = process.perturb(x, t64, z64);
+    const auto z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32);
+    const auto prediction =
+        model_.network->forward(xt.reshape(batch_shape(batch, model_.config.data_shape)), t).reshape({batch, -1});
+    const bool likelihood = options_.weighting == Weighting::likelihood;
+    loss = (weight64.to(f32) * process.denoising_loss(prediction, z, t, likelihood)).mean();
+  }
 
   optimizer_->zero_grad();
   loss.backward();

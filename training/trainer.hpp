@@ -69,14 +69,18 @@ TrainOptions stored_options(const NetworkModel& model);   // InputError naming a
 // tabulated q, whatever its accuracy; nearly constant where the table resolves the density).
 class TimeSampler {
  public:
-  TimeSampler(std::shared_ptr<const LinearProcess> process, Weighting weighting, bool importance_sampling, double eps);
+  // Any process with a denoising kernel. For a non-scalar one (fp, cld) the weighting lives in the loss
+  // (Process::denoising_loss's W_t) and the weight returned here is the importance weight 1 / ((T - eps) q(t))
+  // for q proportional to Process::weight_scale (tr W_t / n), or 1 for uniform t.
+  TimeSampler(std::shared_ptr<const Process> process, Weighting weighting, bool importance_sampling, double eps);
   // times [n] and weights [n], float64 on the CPU, from `generator` (a CPU generator).
   std::pair<at::Tensor, at::Tensor> sample(int64_t n, at::Generator& generator) const;
   // The weight of given times ([n] float64 CPU) under this sampler.
   at::Tensor weight(const at::Tensor& t) const;
 
  private:
-  std::shared_ptr<const LinearProcess> process_;
+  std::shared_ptr<const Process> process_;
+  std::shared_ptr<const LinearProcess> linear_;   // the scalar-coefficient capability, or null
   Weighting weighting_;
   bool importance_;
   double eps_, T_;
@@ -127,6 +131,7 @@ class Trainer {
   std::shared_ptr<TrainingData> data_;
   at::Device device_;
   std::unique_ptr<TimeSampler> times_;
+  std::shared_ptr<const LinearProcess> linear_;   // the process's scalar-coefficient capability, or null
   std::unique_ptr<torch::optim::Adam> optimizer_;
   std::vector<std::string> names_;             // parameter names, in the optimizer's order
   int64_t step_ = 0;
