@@ -188,6 +188,17 @@ class SinhMixtureScore : public ScoreModel {
   GaussianMixtureScore latent_;
 };
 
+// The probability-flow likelihood with the exact prior (the oracle runs of this suite).
+LikelihoodOptions exact_prior_options(const std::string& solver, double tol, TraceMethod trace, double eps) {
+  LikelihoodOptions options;
+  options.ode.solver = solver;
+  options.ode.rtol = options.ode.atol = tol;
+  options.trace = trace;
+  options.eps = eps;
+  options.prior = PriorKind::exact;
+  return options;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(matrix_processes)
@@ -209,12 +220,7 @@ BOOST_AUTO_TEST_CASE(pushforward_through_sinh_gives_the_exact_data_space_density
     fd.select(1, i).copy_((model->marginal_log_prob(x + e, t) - model->marginal_log_prob(x - e, t)) / 2e-5);
   }
   BOOST_TEST(max_abs(model->score(x, t) - fd) < 1e-6 * (1.0 + max_abs(fd)));
-  LikelihoodOptions options;
-  options.ode.solver = "dopri5";
-  options.ode.rtol = options.ode.atol = 1e-8;
-  options.trace = TraceMethod::exact;
-  options.eps = 1e-3;
-  options.prior = PriorKind::exact;
+  const auto options = exact_prior_options("dopri5", 1e-8, TraceMethod::exact, 1e-3);
   auto g = make_generator(at::kCPU, 0);
   const auto result = negative_log_likelihood(process, model, x, options, DataTransform{}, g);
   const auto exact = -model->marginal_log_prob(x, at::full({24}, options.eps, f64));
@@ -449,12 +455,7 @@ BOOST_AUTO_TEST_CASE(fp_probability_flow_nll_equals_the_exact_density) {
     for (const std::string solver : {"dopri5", "arkode-dp"}) {
       for (const auto trace : {TraceMethod::analytic, TraceMethod::exact}) {
         if (trace == TraceMethod::exact && (solver != "dopri5" || c.dim > 2)) continue;
-        LikelihoodOptions options;
-        options.ode.solver = solver;
-        options.ode.rtol = options.ode.atol = 1e-8;
-        options.trace = trace;
-        options.eps = 1e-3;
-        options.prior = PriorKind::exact;
+        const auto options = exact_prior_options(solver, 1e-8, trace, 1e-3);
         auto g = make_generator(at::kCPU, 0);
         const auto result = negative_log_likelihood(process, model, x, options, DataTransform{}, g);
         const auto exact = -model->marginal_log_prob(x, at::full({x.size(0)}, options.eps, f64));
@@ -505,12 +506,7 @@ BOOST_AUTO_TEST_CASE(cld_joint_nll_equals_the_exact_joint_density) {
   auto generator = make_generator(at::kCPU, 41);
   const auto x = cld->augment(mixture->sample(24, generator, f64).first, generator);
   for (const double eps : {1e-3, 1e-2}) {
-    LikelihoodOptions options;
-    options.ode.solver = "dopri5";
-    options.ode.rtol = options.ode.atol = 1e-8;
-    options.trace = TraceMethod::analytic;
-    options.eps = eps;
-    options.prior = PriorKind::exact;
+    const auto options = exact_prior_options("dopri5", 1e-8, TraceMethod::analytic, eps);
     auto g = make_generator(at::kCPU, 0);
     // The joint density of the state (x, v) itself: the state-level likelihood.
     const auto result = model_log_likelihood(cld, model, x, options, g);
@@ -529,12 +525,7 @@ BOOST_AUTO_TEST_CASE(cld_data_bound_equals_its_expectation) {
   auto generator = make_generator(at::kCPU, 51);
   const int64_t rows = 4, K = 200;
   const auto x = mixture->sample(rows, generator, f64).first;
-  LikelihoodOptions options;
-  options.ode.solver = "dopri5";
-  options.ode.rtol = options.ode.atol = 1e-7;
-  options.trace = TraceMethod::analytic;
-  options.eps = 1e-3;
-  options.prior = PriorKind::exact;
+  const auto options = exact_prior_options("dopri5", 1e-7, TraceMethod::analytic, 1e-3);
   auto g = make_generator(at::kCPU, 52);
   const auto repeated = x.repeat_interleave(K, 0);
   const auto bound = negative_log_likelihood(cld, model, repeated, options, DataTransform{}, g).nll.reshape({rows, K});
