@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/registry.hpp"
 #include "processes/linear.hpp"
 #include "processes/matrix_linear.hpp"
 
@@ -25,14 +26,7 @@ const std::vector<ProcessInfo>& process_registry() {
   return registry;
 }
 
-const ProcessInfo& process_info(const std::string& name) {
-  std::string known;
-  for (const auto& info : process_registry()) {
-    if (info.name == name) return info;
-    known += (known.empty() ? "" : ", ") + info.name;
-  }
-  throw InputError("unknown process '" + name + "' (known: " + known + ")");
-}
+const ProcessInfo& process_info(const std::string& name) { return find_by_name(process_registry(), name, "process"); }
 
 std::shared_ptr<Process> make_process(const std::string& name, const std::map<std::string, double>& parameters,
                                       const std::map<std::string, at::Tensor>& matrices) {

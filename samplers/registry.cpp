@@ -2,6 +2,7 @@
 #include "samplers/registry.hpp"
 
 #include "core/error.hpp"
+#include "core/registry.hpp"
 #include "samplers/diffusion_ode.hpp"
 #include "samplers/predictor_corrector.hpp"
 #include "solvers/sde_steppers.hpp"
@@ -30,14 +31,7 @@ const std::vector<SolverInfo>& sampling_solvers() {
   return solvers;
 }
 
-const SolverInfo& solver_info(const std::string& name) {
-  std::string known;
-  for (const auto& info : sampling_solvers()) {
-    if (info.name == name) return info;
-    known += (known.empty() ? "" : ", ") + info.name;
-  }
-  throw InputError("unknown solver '" + name + "' (known: " + known + ")");
-}
+const SolverInfo& solver_info(const std::string& name) { return find_by_name(sampling_solvers(), name, "solver"); }
 
 std::unique_ptr<Stepper> make_stepper(const std::string& name, const SolverOptions& options) {
   (void)solver_info(name);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/registry.hpp"
 #include "solvers/adaptive.hpp"
 #include "solvers/stepper.hpp"
 #include "solvers/sundials.hpp"
@@ -26,14 +27,7 @@ const std::vector<OdeSolverInfo>& ode_solvers() {
   return solvers;
 }
 
-const OdeSolverInfo& ode_solver_info(const std::string& name) {
-  std::string known;
-  for (const auto& info : ode_solvers()) {
-    if (info.name == name) return info;
-    known += (known.empty() ? "" : ", ") + info.name;
-  }
-  throw InputError("unknown ODE solver '" + name + "' (known: " + known + ")");
-}
+const OdeSolverInfo& ode_solver_info(const std::string& name) { return find_by_name(ode_solvers(), name, "ODE solver"); }
 
 void validate(const OdeOptions& options) {
   const auto& info = ode_solver_info(options.solver);
