@@ -8,6 +8,7 @@
 #include "apps/common.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/convergence.hpp"
 #include "io/output_path.hpp"
@@ -27,19 +28,18 @@ int run(const Options& options) {
   check_output_path(options.out);   // a missing directory: exit 2 before any work
   validate(options.study);
   const auto result = run_convergence(options.study);
-  std::unique_ptr<h5::File> file;
-  try {
-    file = std::make_unique<h5::File>(options.out, h5::Mode::create);
-    file->set_attribute("problem", options.study.problem);
-    file->set_attribute("description", result.description);
-    file->set_attribute("command_line", recorded_command_line());
-    file->set_attribute("sdeflow_version", std::string(SDEFLOW_VERSION));
-    file->set_attribute("format", "sdeflow.convergence");
-    file->set_attribute("version", int64_t{1});
-    file->set_attribute("complete", int64_t{0});
-    file->set_attribute("paths", options.study.paths);
-    file->set_attribute("seed", static_cast<int64_t>(options.study.seed));
-    auto orders = file->create_group("orders").create_group(options.study.problem);
+  {
+    // Not committed (an error below): removed when `out_file` goes (ResultFile::OnFailure::discard).
+    ResultFile out_file(options.out, "sdeflow.convergence", 1,
+                      {{"problem", options.study.problem},
+                       {"description", result.description},
+                       {"command_line", recorded_command_line()},
+                       {"sdeflow_version", SDEFLOW_VERSION}},
+                      ResultFile::OnFailure::discard);
+    const auto& file = out_file.file();
+    file.set_attribute("paths", options.study.paths);
+    file.set_attribute("seed", static_cast<int64_t>(options.study.seed));
+    auto orders = file.create_group("orders").create_group(options.study.problem);
     if (!options.quiet) {
       std::printf("%s\n%-10s %7s %12s %10s %12s %10s %8s\n", result.description.c_str(), "solver", "steps",
                   "strong err", "+-", "weak err", "+-", "nfe");
@@ -73,9 +73,7 @@ int run(const Options& options) {
         }
       }
     }
-    file->set_attribute("complete", int64_t{1});
-    file->flush();
-    file.reset();
+    out_file.commit();
     if (!options.quiet) {
       std::printf("\n%-10s %8s %20s %8s %20s\n", "solver", "strong", "95% interval", "weak", "95% interval");
       for (const auto& t : result.tables) {
@@ -92,10 +90,6 @@ int run(const Options& options) {
       }
       std::printf("wrote %s\n", options.out.c_str());
     }
-  } catch (...) {
-    file.reset();
-    discard_output(options.out);
-    throw;
   }
   return kExitOk;
 }

@@ -74,28 +74,10 @@ int run_info(const std::string& path) {
   std::printf("\n");
   if (format == "sdeflow.model") {
     const auto model = load_model(path);   // validates the whole file and names the first problem
-    std::printf("  process %s", model.process->name().c_str());
-    for (const auto& [key, value] : model.process->parameters()) std::printf(", %s = %g", key.c_str(), value);
+    std::printf("  process %s", model->process()->name().c_str());
+    for (const auto& [key, value] : model->process()->parameters()) std::printf(", %s = %g", key.c_str(), value);
     std::printf("\n");
-    if (model.mixture) {
-      std::printf("  Gaussian mixture: K = %lld components, D = %lld\n",
-                  static_cast<long long>(model.mixture->components()), static_cast<long long>(model.mixture->dim()));
-    }
-    if (model.network) {
-      const auto& n = *model.network;
-      int64_t parameters = 0;
-      for (const auto& p : n.network->parameters()) parameters += p.numel();
-      std::printf("  network %s (%s embedding, %s), %lld parameters, predicts %s, D = %lld%s\n",
-                  n.config.architecture.c_str(), n.config.embedding.c_str(), n.config.activation.c_str(),
-                  static_cast<long long>(parameters), to_string(n.parameterisation).c_str(),
-                  static_cast<long long>(model.dim()), n.ema ? ", with EMA weights" : "");
-      std::printf("  data %s: model space = %g * %s + %g\n", n.data.name.c_str(), n.data.scale,
-                  n.data.integer ? ("(x + u) / " + std::to_string(n.data.levels)).c_str() : "x", n.data.shift);
-      if (n.training_numbers.count("steps")) {
-        std::printf("  trained %g steps, final loss %g\n", n.training_numbers.at("steps"),
-                    n.training_numbers.count("final_loss") ? n.training_numbers.at("final_loss") : NAN);
-      }
-    }
+    for (const auto& line : model->describe()) std::printf("  %s\n", line.c_str());
   }
   print_tree(file, "  ");
   return kExitOk;

@@ -83,30 +83,29 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   likelihood.eps = options.eps;
   likelihood.prior = parse_prior(options.prior);
   const auto model_file = load_model(options.model);
-  model_file.place(device, dtype);
-  auto model = model_file.score;
-  validate(likelihood, *model_file.process, *model);
+  model_file->place(device, dtype);
+  auto model = model_file->score();
+  validate(likelihood, *model_file->process(), *model);
   likelihood.velocity_samples = options.velocity_samples;
-  const bool augmented = model_file.process->augmented();
+  const bool augmented = model_file->process()->augmented();
   if (!augmented && options.velocity_samples != 1) {
     throw InputError("--velocity-samples applies to processes in phase space (cld); process " +
-                     model_file.process->name() + " is on the data itself");
+                     model_file->process()->name() + " is on the data itself");
   }
   if (options.velocity_samples <= 0) {
     throw InputError("--velocity-samples must be positive, got " + std::to_string(options.velocity_samples));
   }
-  const auto data = load_data(options.data, model_file.process->data_dim(model->dim()));
+  const auto data = load_data(options.data, model_file->process()->data_dim(model->dim()));
   DataTransform transform;
   transform.scale = options.scale;
   transform.shift = options.shift;
   transform.integer = data.integer;
   transform.levels = options.levels;
   // A trained network knows the map its training data went through; explicit options still win.
-  if (model_file.network) {
-    const auto& scaling = model_file.network->data;
-    if (!scaling_given.scale) transform.scale = scaling.scale;
-    if (!scaling_given.shift) transform.shift = scaling.shift;
-    if (!scaling_given.levels && scaling.integer) transform.levels = scaling.levels;
+  if (const auto scaling = model_file->data_scaling()) {
+    if (!scaling_given.scale) transform.scale = scaling->scale;
+    if (!scaling_given.shift) transform.shift = scaling->shift;
+    if (!scaling_given.levels && scaling->integer) transform.levels = scaling->levels;
   }
   transform.dequant_samples = options.dequant_samples;
   validate(transform);
@@ -117,7 +116,7 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   const int64_t n = data.data.size(0);
   const int64_t dim = data.data.size(1);
   std::map<std::string, std::string> attributes = {
-      {"model", model_file.source},       {"model_kind", model_file.kind},   {"process", model_file.process->name()},
+      {"model", model_file->source()}, {"model_kind", model_file->kind()},   {"process", model_file->process()->name()},
       {"data", options.data},             {"solver", options.solver},        {"trace", options.trace},
       {"prior", options.prior},           {"rtol", std::to_string(options.rtol)},
       {"atol", std::to_string(options.atol)}, {"eps", std::to_string(options.eps)},
@@ -140,8 +139,9 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   }
 
   std::unique_ptr<NllFileWriter> writer;
-  try {
-    writer = std::make_unique<NllFileWriter>(options.out, attributes);
+  {
+    // Not committed (an error below): the writer removes the file (ResultFile::OnFailure::discard).
+    writer = std::make_unique<NllFileWriter>(options.out, attributes, ResultFile::OnFailure::discard);
     auto generator = make_generator(at::kCPU, options.seed);
     ProgressBar bar("nll");
     const auto start = std::chrono::steady_clock::now();
@@ -151,7 +151,7 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
       const int64_t begin = b * options.batch;
       const int64_t size = std::min(options.batch, n - begin);
       const auto x = data.data.narrow(0, begin, size).to(device, dtype);
-      const auto result = negative_log_likelihood(model_file.process, model, x, likelihood, transform, generator);
+      const auto result = negative_log_likelihood(model_file->process(), model, x, likelihood, transform, generator);
       writer->append(result.nll, result.bpd, result.nfe, result.status);
       nll.push_back(result.nll.to(at::kCPU, at::kDouble));
       bpd.push_back(result.bpd.to(at::kCPU, at::kDouble));
@@ -173,8 +173,8 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
     writer.reset();
     if (!options.quiet) {
       std::printf("sdeflow nll: %lld rows of %s (D = %lld) under %s (process %s)\n", static_cast<long long>(n),
-                  options.data.c_str(), static_cast<long long>(dim), model_file.source.c_str(),
-                  model_file.process->name().c_str());
+                  options.data.c_str(), static_cast<long long>(dim), model_file->source().c_str(),
+                  model_file->process()->name().c_str());
       std::printf("  solver %s, trace %s, prior %s, eps %g%s\n", options.solver.c_str(), options.trace.c_str(),
                   options.prior.c_str(), options.eps,
                   ode_solver_info(options.solver).adaptive
@@ -193,11 +193,6 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
                 << options.out << "\n";
       return kExitFailure;
     }
-  } catch (...) {
-    // A run that stops with an error leaves no file that could pass for a result.
-    writer.reset();
-    discard_output(options.out);
-    throw;
   }
   return kExitOk;
 }

@@ -11,6 +11,7 @@
 #include "io/data_file.hpp"
 #include "io/toy_data.hpp"
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 #include "io/model_file.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/robustness.hpp"
@@ -36,23 +37,24 @@ int run(Options& options) {
   check_output_path(options.out);   // a missing directory: exit 2 before any work
   validate(options.study);
   const auto model_file = load_model(options.model);
-  auto model = model_file.score;
+  auto model = model_file->score();
+  const auto scaling = model_file->data_scaling();
   at::Tensor held_out, floor_sample;
   std::string data_source;
   if (!options.data.empty()) {
     const auto file = load_data(options.data, model->dim());
     held_out = file.data;
-    if (model_file.network) {   // compare in model space, where the samples live
-      const auto& s = model_file.network->data;
+    if (scaling) {   // compare in model space, where the samples live
+      const auto& s = *scaling;
       held_out = file.integer ? s.scale * (held_out + 0.5) / static_cast<double>(s.levels) + s.shift
                               : s.scale * held_out + s.shift;
     }
     data_source = options.data;
     // The noise floor needs a second independent set: the second half of the data when it is large enough.
     if (held_out.size(0) >= 2 * options.study.n) floor_sample = held_out.narrow(0, options.study.n, options.study.n);
-  } else if (model_file.network && is_toy_data(model_file.network->data.name)) {
-    // A network trained on a built-in toy set: fresh draws of the same generator are held-out data.
-    const auto& s = model_file.network->data;
+  } else if (scaling && is_toy_data(scaling->name)) {
+    // A model fitted to a built-in toy set: fresh draws of the same generator are held-out data.
+    const auto& s = *scaling;
     auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
     const int64_t m = std::max(options.study.n, options.study.nll_n);
     held_out = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
@@ -60,39 +62,38 @@ int run(Options& options) {
     data_source = "fresh samples of the built-in " + s.name + " generator (seed " +
                   std::to_string(options.study.seed + 1) + ")";
   } else {
-    model_file.require_mixture("robustness without --data");
+    const auto& mixture = model_file->require_mixture("robustness without --data");
     auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
     const int64_t m = std::max(options.study.n, options.study.nll_n);
-    held_out = model_file.mixture->sample(m, generator, at::kDouble).first;
-    floor_sample = model_file.mixture->sample(options.study.n, generator, at::kDouble).first;
+    held_out = mixture.sample(m, generator, at::kDouble).first;
+    floor_sample = mixture.sample(options.study.n, generator, at::kDouble).first;
     data_source = "exact samples of the mixture (seed " + std::to_string(options.study.seed + 1) + ")";
   }
 
-  std::unique_ptr<h5::File> file;
-  try {
-    file = std::make_unique<h5::File>(options.out, h5::Mode::create);
-    file->set_attribute("model", model_file.source);
-    file->set_attribute("process", model_file.process->name());
-    file->set_attribute("data", data_source);
-    file->set_attribute("trace", options.study.trace);
-    file->set_attribute("prior", options.study.prior);
-    file->set_attribute("grid", options.study.grid);
-    file->set_attribute("command_line", recorded_command_line());
-    file->set_attribute("sdeflow_version", std::string(SDEFLOW_VERSION));
-    file->set_attribute("format", "sdeflow.robustness");
-    file->set_attribute("version", int64_t{1});
-    file->set_attribute("complete", int64_t{0});
-    file->set_attribute("n", options.study.n);
-    file->set_attribute("seed", static_cast<int64_t>(options.study.seed));
-    file->create_group("sampling");
-    file->create_group("nll");
-    file->flush();
+  {
+    // Not committed (an error below): removed when `out_file` goes (ResultFile::OnFailure::discard).
+    ResultFile out_file(options.out, "sdeflow.robustness", 1,
+                      {{"model", model_file->source()},
+                       {"process", model_file->process()->name()},
+                       {"data", data_source},
+                       {"trace", options.study.trace},
+                       {"prior", options.study.prior},
+                       {"grid", options.study.grid},
+                       {"command_line", recorded_command_line()},
+                       {"sdeflow_version", SDEFLOW_VERSION}},
+                      ResultFile::OnFailure::discard);
+    const auto& file = out_file.file();
+    file.set_attribute("n", options.study.n);
+    file.set_attribute("seed", static_cast<int64_t>(options.study.seed));
+    file.create_group("sampling");
+    file.create_group("nll");
+    file.flush();
     if (!options.quiet) {
       std::printf("%-18s %6s %8s %12s %12s %12s %14s %9s\n", "sampler", "steps", "nfe", "mmd2", "sliced_w2", "energy",
                   "mean log p", "time (s)");
     }
     const auto floor = run_robustness(
-        model_file.process, model, model_file.mixture, held_out, floor_sample, options.study,
+        model_file->process(), model, model_file->exact_mixture(), held_out, floor_sample, options.study,
         [&](const std::string& sampler, const std::vector<SamplerRow>& rows) {
           std::vector<int64_t> steps, nfe, failures;
           std::vector<double> mmd2, sw2, energy, ll, ll_se, seconds;
@@ -107,7 +108,7 @@ int run(Options& options) {
                           r.energy, r.mean_log_likelihood, r.seconds);
             }
           }
-          auto group = file->group("sampling").create_group(sampler);
+          auto group = file.group("sampling").create_group(sampler);
           group.write_tensor("steps", column(steps));
           group.write_tensor("nfe", column(nfe));
           group.write_tensor("failures", column(failures));
@@ -117,7 +118,7 @@ int run(Options& options) {
           group.write_tensor("mean_log_likelihood", column(ll));
           group.write_tensor("mean_log_likelihood_stderr", column(ll_se));
           group.write_tensor("wall_time_s", column(seconds));
-          file->flush();
+          file.flush();
         },
         [&](const std::string& solver, const std::vector<NllRow>& rows) {
           std::vector<double> tol, nll, nll_se, nfe, mean_err, max_err, seconds;
@@ -135,7 +136,7 @@ int run(Options& options) {
                           r.nll_mean, r.nll_stderr, r.nfe_mean, r.mean_abs_error, r.max_abs_error, r.seconds);
             }
           }
-          auto group = file->group("nll").create_group(solver);
+          auto group = file.group("nll").create_group(solver);
           group.write_tensor("tolerance", column(tol));
           group.write_tensor("nll_mean", column(nll));
           group.write_tensor("nll_stderr", column(nll_se));
@@ -144,26 +145,20 @@ int run(Options& options) {
           group.write_tensor("max_abs_error", column(max_err));
           group.write_tensor("wall_time_s", column(seconds));
           group.write_tensor("failures", column(failures));
-          file->flush();
+          file.flush();
         });
-    const auto sampling = file->group("sampling");
+    const auto sampling = file.group("sampling");
     sampling.set_attribute("bandwidth", floor.bandwidth);
     sampling.set_attribute("mmd2_floor", floor.mmd2);
     sampling.set_attribute("sliced_w2_floor", floor.sliced_w2);
     sampling.set_attribute("energy_floor", floor.energy);
-    file->set_attribute("complete", int64_t{1});
-    file->flush();
-    file.reset();
+    out_file.commit();
     if (!options.quiet) {
       std::printf("\nnoise floor (two independent held-out sets of %lld): mmd2 %.3e, sliced_w2 %.3e, energy %.3e; "
                   "RBF bandwidth %.4f\nwrote %s\n",
                   static_cast<long long>(options.study.n), floor.mmd2, floor.sliced_w2, floor.energy, floor.bandwidth,
                   options.out.c_str());
     }
-  } catch (...) {
-    file.reset();
-    discard_output(options.out);
-    throw;
   }
   return kExitOk;
 }

@@ -52,17 +52,18 @@ std::string format_vector(const at::Tensor& v) {
   return text + "]";
 }
 
-void print_summary(const SampleOptions& options, const ModelFile& model, const at::Tensor& samples,
+void print_summary(const SampleOptions& options, const Model& model, const at::Tensor& samples,
                    const Solution& solution, double seconds) {
   std::printf("sdeflow sample: %lld samples of %s (%s, process %s), solver %s, %lld steps, %lld model evaluations, %.2f s\n",
-              static_cast<long long>(samples.size(0)), model.source.c_str(), model.kind.c_str(),
-              model.process->name().c_str(), options.solver.c_str(), static_cast<long long>(options.steps),
+              static_cast<long long>(samples.size(0)), model.source().c_str(), model.kind().c_str(),
+              model.process()->name().c_str(), options.solver.c_str(), static_cast<long long>(options.steps),
               static_cast<long long>(solution.stats.nfe), seconds);
   std::printf("  wrote %s\n", options.out.c_str());
-  if (model.network && is_toy_data(model.network->data.name) && samples.size(0) >= 2) {
+  const auto scaling = model.data_scaling();
+  if (scaling && is_toy_data(scaling->name) && samples.size(0) >= 2) {
     // Against fresh draws of the generator the network was trained on; the second line is the same distances
     // between two independent sets of data, the floor the sampler could reach at this sample size.
-    const auto& s = model.network->data;
+    const auto& s = *scaling;
     const int64_t m = std::min<int64_t>(samples.size(0), 2000);
     auto generator = at::detail::createCPUGenerator(options.seed + 1);
     const auto data = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
@@ -76,18 +77,19 @@ void print_summary(const SampleOptions& options, const ModelFile& model, const a
     std::printf("  data vs data (floor):         energy distance %.5f, sliced W2 %.5f\n", energy_distance(data2, data),
                 sliced_wasserstein2(data2, data, 64, projections));
   }
-  if (!model.mixture) return;
-  const auto cmp = compare_to_mixture(samples, *model.mixture);
-  const auto d = model.mixture->dim();
+  const auto mixture = model.exact_mixture();
+  if (!mixture) return;
+  const auto cmp = compare_to_mixture(samples, *mixture);
+  const auto d = mixture->dim();
   std::printf("  %-22s %s\n", "", "samples  |  mixture");
   std::printf("  %-22s %s  |  %s\n", "mean", format_vector(cmp.sample_mean).c_str(),
-              format_vector(model.mixture->mean()).c_str());
+              format_vector(mixture->mean()).c_str());
   if (d <= 4) {
     std::printf("  %-22s %s  |  %s\n", "covariance (row-major)", format_vector(cmp.sample_covariance.flatten()).c_str(),
-                format_vector(model.mixture->covariance().flatten()).c_str());
+                format_vector(mixture->covariance().flatten()).c_str());
   }
   std::printf("  %-22s %s  |  %s\n", "component fractions", format_vector(cmp.component_fraction).c_str(),
-              format_vector(model.mixture->weights()).c_str());
+              format_vector(mixture->weights()).c_str());
   std::printf("  %-22s %.4f +- %.4f (exact log p_0 of the samples)\n", "mean log-likelihood",
               cmp.mean_log_likelihood, cmp.mean_log_likelihood_stderr);
   std::printf("  max |mean error| = %.4f, max |covariance error| = %.4f\n", cmp.max_abs_mean_error,
@@ -105,11 +107,11 @@ int run_sample(const SampleOptions& options) {
   const auto device = parse_device(options.device);
   const auto dtype = parse_dtype(options.dtype);
   const auto model = load_model(options.model);
-  model.place(device, dtype);
+  model->place(device, dtype);
 
   SamplingRequest request;
-  request.process = model.process;
-  request.model = model.score;
+  request.process = model->process();
+  request.model = model->score();
   request.solver = options.solver;
   request.solver_options.snr = options.snr;
   request.solver_options.corrector_steps = options.corrector_steps;
@@ -127,16 +129,16 @@ int run_sample(const SampleOptions& options) {
   request.denoise_last = !options.keep_last_noise;
 
   std::map<std::string, std::string> attributes = {
-      {"process", model.process->name()}, {"model", model.source},       {"model_kind", model.kind},
+      {"process", model->process()->name()}, {"model", model->source()}, {"model_kind", model->kind()},
       {"solver", options.solver},         {"steps", std::to_string(options.steps)}, {"grid", options.grid},
       {"seed", std::to_string(options.seed)}, {"n", std::to_string(options.n)},
       {"device", options.device},         {"dtype", dtype_name(dtype)},
       {"sdeflow_version", SDEFLOW_VERSION}, {"command_line", recorded_command_line()}};
-  if (model.process->augmented()) {
+  if (model->process()->augmented()) {
     // CLD: the sampler runs in phase space; /samples keeps the data half, the trajectory the whole state.
     attributes["state"] = "phase space (x, v): /trajectory/x holds the whole state [S, N, " +
-                          std::to_string(model.dim()) + "], /samples the data half x [N, " +
-                          std::to_string(model.process->data_dim(model.dim())) + "]";
+                          std::to_string(model->dim()) + "], /samples the data half x [N, " +
+                          std::to_string(model->process()->data_dim(model->dim())) + "]";
   }
   if (options.solver == "pc") {
     attributes["snr"] = std::to_string(options.snr);
@@ -145,29 +147,25 @@ int run_sample(const SampleOptions& options) {
 
   const auto start = std::chrono::steady_clock::now();
   std::unique_ptr<SampleFileWriter> writer;
-  try {
-    writer = std::make_unique<SampleFileWriter>(options.out, attributes, options.save_every > 0);
+  {
+    // Not committed (an error below): the writer removes the file (ResultFile::OnFailure::discard).
+    writer = std::make_unique<SampleFileWriter>(options.out, attributes, options.save_every > 0, ResultFile::OnFailure::discard);
     ProgressBar bar("sampling");
     const auto solution = sample(request, writer.get(), [&](int64_t done, int64_t total) { bar.update(done, total); });
     bar.finish();
     const int64_t failed = (solution.status != 0).sum().item<int64_t>();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto samples = model.process->data_part(solution.y);
+    const auto samples = model->process()->data_part(solution.y);
     writer->finish(samples, {{"nfe", static_cast<double>(solution.stats.nfe)},
                                 {"failed", static_cast<double>(failed)},
                                 {"wall_seconds", seconds}});
     writer.reset();
-    if (!options.quiet) print_summary(options, model, samples, solution, seconds);
+    if (!options.quiet) print_summary(options, *model, samples, solution, seconds);
     if (failed > 0) {
       std::cerr << "sdeflow: error: " << failed << " of " << options.n
                 << " samples failed (non-finite state); they are NaN in " << options.out << "\n";
       return kExitFailure;
     }
-  } catch (...) {
-    // A run that failed leaves no output that could pass for a result.
-    writer.reset();
-    discard_output(options.out);
-    throw;
   }
   return kExitOk;
 }

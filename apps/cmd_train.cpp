@@ -40,7 +40,7 @@ struct TrainCliOptions {
 
 // Options that define a run; when resuming they come from the checkpoint and may not be given again.
 const std::vector<std::string> kRunOptions = {
-    "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
+    "--objective", "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
     "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
     "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
     "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
@@ -50,7 +50,7 @@ const std::vector<std::string> kRunOptions = {
 std::shared_ptr<Process> make_training_process(const TrainCliOptions& options, const CLI::App& cmd, int64_t data_dim) {
   std::shared_ptr<Process> process;
   if (!options.process_from.empty()) {
-    process = load_model(options.process_from).process;   // a whole, valid model file
+    process = load_model(options.process_from)->process();   // a whole, valid model file
     if (cmd.count("--process") > 0 && process->name() != options.process) {
       throw InputError("--process " + options.process + " but " + options.process_from + " holds process " +
                        process->name());
@@ -107,6 +107,9 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
     if (model.config.architecture == "mlp") {
       // The network scores the process's state: the data, or CLD's phase space (x, v).
       model.config.data_shape = {model.process->state_dim(data_dim)};
+      // ... and predicts only the coordinates that carry a score (CLD: the velocity half).
+      const int64_t state = model.process->state_dim(data_dim), scored = model.process->scored_dim(state);
+      if (scored != state) model.config.output_dim = scored;
     } else if (model.process->augmented()) {
       throw InputError("--arch " + model.config.architecture + ": process " + model.process->name() +
                        " trains an mlp on its phase space (x, v) only");
@@ -130,10 +133,10 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
   for (const auto& p : trainer->model().network->parameters()) parameter_count += p.numel();
   const auto& run = trainer->options();
   if (!options.quiet) {
-    std::printf("sdeflow train: %s (%s, %lld parameters) on %s, process %s, %s weighting, %s prediction, device %s\n",
+    std::printf("sdeflow train: %s (%s, %lld parameters) on %s, process %s, objective %s, %s weighting, %s prediction, device %s\n",
                 trainer->model().config.architecture.c_str(), trainer->model().config.embedding.c_str(),
                 static_cast<long long>(parameter_count), trainer->model().data.name.c_str(),
-                trainer->model().process->name().c_str(), to_string(run.weighting).c_str(),
+                trainer->model().process->name().c_str(), run.objective.c_str(), to_string(run.weighting).c_str(),
                 to_string(trainer->model().parameterisation).c_str(), device.str().c_str());
     std::printf("  steps %lld -> %lld, batch %lld, lr %g (warm-up %lld, %s decay), EMA %g, seed %llu\n",
                 static_cast<long long>(trainer->steps_done()), static_cast<long long>(run.iterations),
@@ -169,6 +172,9 @@ Runner add_train_command(CLI::App& app) {
   auto& t = options->train;
   std::string processes;
   for (const auto& info : process_registry()) processes += "\n    " + info.name + ": " + info.description;
+  std::string objectives;
+  for (const auto& info : objective_registry()) objectives += "\n    " + info.name + ": " + info.summary;
+  cmd->add_option("--objective", t.objective, "training objective:" + objectives)->capture_default_str();
   cmd->add_option("--process", options->process, "forward process:" + processes)->capture_default_str();
   cmd->add_option("--process-from", options->process_from, "copy the forward process (/process) from this model file");
   cmd->add_option("--fp-seed", options->fp_seed,

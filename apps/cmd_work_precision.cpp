@@ -8,6 +8,7 @@
 #include "apps/common.hpp"
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/work_precision.hpp"
 #include "io/output_path.hpp"
@@ -28,18 +29,17 @@ int run(const Options& options) {
   validate(options.study);
   std::string description;
   const auto tables = run_work_precision(options.study, description);
-  std::unique_ptr<h5::File> file;
-  try {
-    file = std::make_unique<h5::File>(options.out, h5::Mode::create);
-    file->set_attribute("task", options.study.task);
-    file->set_attribute("model", options.study.model);
-    file->set_attribute("description", description);
-    file->set_attribute("command_line", recorded_command_line());
-    file->set_attribute("sdeflow_version", std::string(SDEFLOW_VERSION));
-    file->set_attribute("format", "sdeflow.work_precision");
-    file->set_attribute("version", int64_t{1});
-    file->set_attribute("complete", int64_t{0});
-    auto root = file->create_group("work_precision").create_group(options.study.task);
+  {
+    // Not committed (an error below): removed when `out_file` goes (ResultFile::OnFailure::discard).
+    ResultFile out_file(options.out, "sdeflow.work_precision", 1,
+                      {{"task", options.study.task},
+                       {"model", options.study.model},
+                       {"description", description},
+                       {"command_line", recorded_command_line()},
+                       {"sdeflow_version", SDEFLOW_VERSION}},
+                      ResultFile::OnFailure::discard);
+    const auto& file = out_file.file();
+    auto root = file.create_group("work_precision").create_group(options.study.task);
     if (!options.quiet) {
       std::printf("%s\n%-14s %12s %12s %12s %10s %10s\n", description.c_str(), "solver", "steps/tol", "max error",
                   "mean error", "nfe", "time (s)");
@@ -65,14 +65,8 @@ int run(const Options& options) {
         }
       }
     }
-    file->set_attribute("complete", int64_t{1});
-    file->flush();
-    file.reset();
+    out_file.commit();
     if (!options.quiet) std::printf("wrote %s\n", options.out.c_str());
-  } catch (...) {
-    file.reset();
-    discard_output(options.out);
-    throw;
   }
   return kExitOk;
 }

@@ -78,9 +78,4 @@ int guarded(const std::function<int()>& body) {
   }
 }
 
-void discard_output(const std::string& path) {
-  std::error_code ignored;
-  std::filesystem::remove(path, ignored);
-}
-
 }  // namespace sdeflow::app

@@ -33,9 +33,6 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-// Removes an output file after a run failed (errors ignored): a run that stops with an error leaves no file
-// that could pass for a result. Call it after closing the file's writer.
-void discard_output(const std::string& path);
 
 // Runs `body`, mapping sdeflow errors and exceptions to an exit status with one line on stderr.
 int guarded(const std::function<int()>& body);

@@ -45,19 +45,20 @@ int main(int argc, char** argv) {
   keep_freed_memory_for_reuse();
   try {
     const auto model_file = load_model(argv[1]);
-    const auto data = load_data(argv[2], model_file.mixture->dim()).data;
+    const auto& mixture = model_file->require_mixture("bench_likelihood");
+    const auto data = load_data(argv[2], mixture.dim()).data;
     const double tol = argc > 3 ? std::stod(argv[3]) : 1e-5;
     const auto trace = parse_trace_method(argc > 4 ? argv[4] : "analytic");
     std::vector<std::string> solvers;
     for (int i = 5; i < argc; ++i) solvers.emplace_back(argv[i]);
     if (solvers.empty()) solvers = {"dopri5", "dopri5-shared", "cvode-adams", "arkode-dp"};
-    auto model = make_mixture_score(model_file.mixture, model_file.process);
+    auto model = model_file->score();
     const int64_t b = data.size(0);
     std::printf("threads %d, batch %lld, dim %lld, components %lld, trace %s, rtol = atol = %g\n",
                 at::get_num_threads(), static_cast<long long>(b), static_cast<long long>(data.size(1)),
-                static_cast<long long>(model_file.mixture->components()), to_string(trace).c_str(), tol);
+                static_cast<long long>(mixture.components()), to_string(trace).c_str(), tol);
 
-    auto flow = std::make_shared<ProbabilityFlow>(model_file.process, model);
+    auto flow = std::make_shared<ProbabilityFlow>(model_file->process(), model);
     auto generator = at::detail::createCPUGenerator(0);
     AugmentedFlow augmented(flow, trace, 1, b, data.options(), generator);
     const auto y = at::cat({data, at::zeros({b, 1}, data.options())}, 1);
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
       LikelihoodResult result;
       const double total = best_of(5, [&] {
         auto g = at::detail::createCPUGenerator(0);
-        result = negative_log_likelihood(model_file.process, model, data, options, DataTransform{}, g);
+        result = negative_log_likelihood(model_file->process(), model, data, options, DataTransform{}, g);
       });
       const double calls = static_cast<double>(result.stats.nfe);
       const double rows = static_cast<double>(result.nfe.sum().item<int64_t>());

@@ -60,6 +60,8 @@ void write_config(const h5::Location& group, const NetworkConfig& config) {
   group.set_attribute("channels", config.channels);
   group.set_attribute("channel_mult", config.channel_mult);
   group.set_attribute("groups", config.groups);
+  // Only when set, so files of networks with the input's shape are unchanged.
+  if (config.output_dim > 0) group.set_attribute("output_dim", config.output_dim);
 }
 
 void require_attributes(const h5::Location& group, const std::vector<std::string>& names) {
@@ -83,6 +85,7 @@ NetworkConfig read_config(const h5::Location& group) {
   config.channels = group.attribute_int("channels");
   config.channel_mult = group.attribute_ints("channel_mult");
   config.groups = group.attribute_int("groups");
+  if (group.has_attribute("output_dim")) config.output_dim = group.attribute_int("output_dim");
   try {
     validate(config);
   } catch (const InputError& error) {

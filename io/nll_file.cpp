@@ -29,13 +29,11 @@ bool is_reserved(const std::string& name) {
 
 }  // namespace
 
-NllFileWriter::NllFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes)
-    : path_(path), file_(std::make_unique<h5::File>(path, h5::Mode::create)) {
-  for (const auto& [name, value] : attributes) file_->set_attribute(name, value);
-  // The format's own attributes are written last so that `attributes` cannot override them.
-  file_->set_attribute("format", std::string(kNllFormat));
-  file_->set_attribute("version", kNllVersion);
-  file_->set_attribute("complete", int64_t{0});
+NllFileWriter::NllFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes,
+                             ResultFile::OnFailure on_failure)
+    : path_(path), result_(std::make_unique<ResultFile>(path, kNllFormat, kNllVersion, attributes, on_failure)),
+      file_(&result_->file()) {
+  // The format's own attributes are written after `attributes` so that they cannot be overridden.
   file_->set_attribute("rows", int64_t{0});
   nll_ = h5::create_extendible(*file_, "nll", at::kDouble, {}, kRowsPerChunk);
   bpd_ = h5::create_extendible(*file_, "bpd", at::kDouble, {}, kRowsPerChunk);
@@ -45,12 +43,9 @@ NllFileWriter::NllFileWriter(const std::string& path, const std::map<std::string
 }
 
 NllFileWriter::~NllFileWriter() {
-  // Every batch has been flushed already; closing must not throw.
-  try {
-    if (file_ && !finished_) file_->flush();
-  } catch (...) {
-  }
+  // Every batch has been flushed already; closing must not throw. Uncommitted: kept or removed (on_failure).
   close();
+  result_.reset();
 }
 
 void NllFileWriter::close() {
@@ -58,7 +53,7 @@ void NllFileWriter::close() {
   bpd_ = h5::Handle();
   nfe_ = h5::Handle();
   status_ = h5::Handle();
-  file_.reset();
+  file_ = nullptr;
 }
 
 void NllFileWriter::append(const at::Tensor& nll, const at::Tensor& bpd, const at::Tensor& nfe,
@@ -89,12 +84,10 @@ void NllFileWriter::finish(const std::map<std::string, double>& summary) {
   for (const auto& [name, value] : summary) {
     if (is_reserved(name)) throw Error(path_ + ": '" + name + "' is a reserved attribute, not a summary name");
   }
-  for (const auto& [name, value] : summary) file_->set_attribute(name, value);
-  file_->set_attribute("complete", int64_t{1});
-  file_->flush();
   finished_ = true;
   // Close everything so that the file can be reopened (by this or another process) at once.
   close();
+  result_->commit(summary);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 
 namespace sdeflow {
 
@@ -21,11 +22,12 @@ class NllFileWriter {
   // trace, prior, command line, ...) written first, then format = "sdeflow.nll", version = 1, complete = 0
   // and rows = 0 (int64; so `attributes` cannot replace them), creates the empty extendible datasets
   // /nll, /bpd (float64), /nfe (int64) and /status (int32), and flushes.
-  NllFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes);
+  NllFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes,
+                ResultFile::OnFailure on_failure = ResultFile::OnFailure::keep);
   NllFileWriter(const NllFileWriter&) = delete;
   NllFileWriter& operator=(const NllFileWriter&) = delete;
-  // Closes without setting `complete` (the path taken when a run stops with an exception): everything
-  // appended so far stays in the file. The caller decides whether to delete it.
+  // Closes without setting `complete` (the path taken when a run stops with an exception): with
+  // OnFailure::keep everything appended so far stays in the file; OnFailure::discard removes it.
   ~NllFileWriter();
 
   // Appends one batch: four 1-D tensors of the same length b (any device and dtype; converted to the stored
@@ -45,7 +47,8 @@ class NllFileWriter {
   void close();
 
   std::string path_;
-  std::unique_ptr<h5::File> file_;
+  std::unique_ptr<ResultFile> result_;
+  const h5::File* file_ = nullptr;   // result_'s file while it is open
   h5::Handle nll_;
   h5::Handle bpd_;
   h5::Handle nfe_;

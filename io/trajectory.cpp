@@ -32,34 +32,24 @@ int64_t kill_after_saves() {
 }  // namespace
 
 SampleFileWriter::SampleFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes,
-                                   bool save_trajectory)
-    : path_(path), file_(std::make_unique<h5::File>(path, h5::Mode::create)), save_trajectory_(save_trajectory) {
-  for (const auto& [name, value] : attributes) file_->set_attribute(name, value);
-  // The format's own attributes are written last so that `attributes` cannot override them.
-  file_->set_attribute("format", std::string(kFormat));
-  file_->set_attribute("version", kVersion);
-  file_->set_attribute("complete", int64_t{0});
-  file_->flush();
-}
+                                   bool save_trajectory, ResultFile::OnFailure on_failure)
+    : path_(path), result_(std::make_unique<ResultFile>(path, kFormat, kVersion, attributes, on_failure)),
+      save_trajectory_(save_trajectory) {}
 
 SampleFileWriter::~SampleFileWriter() {
   // Whatever was saved has been flushed already; closing must not throw (and never does: the handles
   // close with C calls whose failures are ignored).
-  try {
-    if (file_ && !finished_) file_->flush();
-  } catch (...) {
-  }
   x_dataset_ = h5::Handle();
   t_dataset_ = h5::Handle();
   trajectory_.reset();
-  file_.reset();
+  result_.reset();   // uncommitted: kept with complete = 0, or removed (ResultFile::OnFailure)
 }
 
 void SampleFileWriter::create_trajectory(const at::Tensor& x) {
   n_ = x.size(0);
   d_ = x.size(1);
   dtype_ = x.scalar_type();
-  trajectory_ = std::make_unique<h5::Location>(file_->create_group("trajectory"));
+  trajectory_ = std::make_unique<h5::Location>(result_->file().create_group("trajectory"));
   // t: 512 times per chunk (one 8-byte value per chunk would be mostly overhead); x: one save per chunk.
   // (h5::create_extendible shortens x's chunk along N, then D, when one save is larger than 1 MiB.)
   t_dataset_ = h5::create_extendible(*trajectory_, "t", at::kDouble, {}, 512);
@@ -94,7 +84,7 @@ void SampleFileWriter::on_save(const at::Tensor& t, const at::Tensor& x) {
   h5::write_rows(x_dataset_, trajectory_->describe("x"), saves_, state.unsqueeze(0));
   ++saves_;
   trajectory_->set_attribute("saves", saves_);
-  file_->flush();
+  result_->file().flush();
 
   // Test hook: SDEFLOW_TEST_KILL_AFTER_SAVES=K kills the process with SIGKILL right after the K-th save
   // has been flushed, simulating a run killed part-way (the test suite checks the file it leaves).
@@ -104,16 +94,13 @@ void SampleFileWriter::on_save(const at::Tensor& t, const at::Tensor& x) {
 
 void SampleFileWriter::finish(const at::Tensor& samples, const std::map<std::string, double>& numeric_attributes) {
   if (finished_) throw Error(path_ + ": finish called twice");
-  file_->write_tensor("samples", samples, /*compress=*/true);
-  for (const auto& [name, value] : numeric_attributes) file_->set_attribute(name, value);
-  file_->set_attribute("complete", int64_t{1});
-  file_->flush();
+  result_->file().write_tensor("samples", samples, /*compress=*/true);
   finished_ = true;
   // Close everything so that the file can be reopened (by this or another process) at once.
   x_dataset_ = h5::Handle();
   t_dataset_ = h5::Handle();
   trajectory_.reset();
-  file_.reset();
+  result_->commit(numeric_attributes);
 }
 
 }  // namespace sdeflow

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 #include "solvers/observer.hpp"
 
 namespace sdeflow {
@@ -19,8 +20,9 @@ class SampleFileWriter : public Observer {
   // Creates (truncates) `path`, writes root attributes `format = "sdeflow.samples"`, `version = 1`,
   // `complete = 0` and every entry of `attributes` (string values) as root attributes, and flushes.
   // `save_trajectory`: create /trajectory/t and /trajectory/x lazily on the first save.
+  // A file never finished is kept with complete = 0 or removed, as `on_failure` says (io/result_file.hpp).
   SampleFileWriter(const std::string& path, const std::map<std::string, std::string>& attributes,
-                   bool save_trajectory);
+                   bool save_trajectory, ResultFile::OnFailure on_failure = ResultFile::OnFailure::keep);
   ~SampleFileWriter() override;
 
   // Observer: appends t (the common time of the batch; t is [B], its first element is used) and x [N, D]
@@ -37,7 +39,7 @@ class SampleFileWriter : public Observer {
   void create_trajectory(const at::Tensor& x);   // first save: /trajectory/t and /trajectory/x
 
   std::string path_;
-  std::unique_ptr<h5::File> file_;
+  std::unique_ptr<ResultFile> result_;
   bool save_trajectory_;
   int64_t saves_ = 0;
   // The trajectory datasets (open from the first save to finish or destruction) and the state layout

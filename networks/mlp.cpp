@@ -22,18 +22,21 @@ class MlpNetwork : public ScoreNetwork {
       hidden_.push_back(torch::nn::Linear(config.width, config.width));
       hidden->push_back(hidden_.back());
     }
-    output_ = register_module("output", torch::nn::Linear(config.width, dim));
+    output_dim_ = config.output_dim > 0 ? config.output_dim : 0;
+    output_ = register_module("output", torch::nn::Linear(config.width, output_dim_ > 0 ? output_dim_ : dim));
   }
 
   at::Tensor forward(const at::Tensor& x, const at::Tensor& t) override {
     const int64_t batch = x.size(0);
     auto h = activation_(input_->forward(x.reshape({batch, -1})) + time_embed_->forward(t));
     for (auto& layer : hidden_) h = activation_(layer->forward(h));
-    return output_->forward(h).reshape(x.sizes());
+    const auto out = output_->forward(h);
+    return output_dim_ > 0 ? out : out.reshape(x.sizes());
   }
 
  private:
   Activation activation_;
+  int64_t output_dim_ = 0;
   TimeEmbedding time_embed_{nullptr};
   torch::nn::Linear input_{nullptr}, output_{nullptr};
   std::vector<torch::nn::Linear> hidden_;

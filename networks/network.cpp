@@ -114,9 +114,11 @@ void validate(const NetworkConfig& config) {
   if (config.architecture == "mlp") {
     if (config.width < 1) bad("width must be >= 1, got " + std::to_string(config.width));
     if (config.depth < 1) bad("depth must be >= 1, got " + std::to_string(config.depth));
+    if (config.output_dim < 0) bad("output_dim must be >= 0, got " + std::to_string(config.output_dim));
     return;
   }
   // unet
+  if (config.output_dim != 0) bad("output_dim applies to the mlp only");
   if (config.data_shape.size() != 3) {
     bad("data_shape must be [C, H, W] for the unet, got " + shape_text(config.data_shape));
   }

@@ -23,6 +23,8 @@ struct NetworkConfig {
   // mlp
   int64_t width = 128;                          // hidden units
   int64_t depth = 3;                            // hidden layers (>= 1)
+  int64_t output_dim = 0;                       // outputs when they differ from the input's size (CLD: the
+                                                // velocity half of the state); 0: the input's shape
   // unet
   int64_t channels = 32;                        // channels at the first resolution
   std::vector<int64_t> channel_mult = {1, 2};   // channels = channels * mult per resolution; H, W divisible by 2^(levels-1)
@@ -33,7 +35,7 @@ struct NetworkConfig {
 void validate(const NetworkConfig& config);
 std::vector<std::string> architecture_names();   // {"mlp", "unet"}
 
-// A network maps (x [B, data_shape...], t [B]) to a prediction of x's shape. Parameter and buffer names
+// A network maps (x [B, data_shape...], t [B]) to a prediction of x's shape ([B, output_dim] when set). Parameter and buffer names
 // (named_parameters / named_buffers) are those of the Python reference modules in scripts/sdeflow_nets.py,
 // with PyTorch's layouts, so a state_dict carries over one to one.
 class ScoreNetwork : public torch::nn::Module {

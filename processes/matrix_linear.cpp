@@ -72,6 +72,13 @@ MatrixLinearProcess::MatrixLinearProcess(Spec spec) : spec_(std::move(spec)) {
   initial_covariance_ = at::zeros({k, k}, kF64);
   for (int64_t i = spec_.data_blocks; i < k; ++i) initial_covariance_[i][i] = spec_.hidden_variance;
   score_blocks_ = full_rank_noise_ ? at::ones({k}, kF64) : (at::diagonal(q) > 0.0).to(at::kDouble);
+  if (!full_rank_noise_) {
+    // Noise on a trailing run of blocks (CLD's velocity): a Brownian motion of those blocks only.
+    const auto acts = at::diagonal(q) > 0.0;
+    int64_t first = k;
+    while (first > 0 && acts[first - 1].item<bool>()) --first;
+    if (first < k && !acts.narrow(0, 0, first).any().item<bool>()) first_noise_block_ = first;
+  }
   // S must be stationary: A S + S A^T + Q = 0 (else the prior is not the process's limit law).
   const auto lyapunov = at::matmul(spec_.drift, spec_.stationary) +
                         at::matmul(spec_.stationary, spec_.drift.transpose(0, 1)) + spec_.noise;
@@ -150,9 +157,19 @@ at::Tensor MatrixLinearProcess::drift(const at::Tensor& x, const at::Tensor& t) 
   return per_sample(rate(t)) * apply_blocks(spec_.drift, x);
 }
 
+int64_t MatrixLinearProcess::noise_dim(int64_t state_dim) const {
+  return state_dim - state_dim / blocks() * first_noise_block_;
+}
+
 Diffusion MatrixLinearProcess::diffusion(const at::Tensor& x, const at::Tensor& t) const {
   const int64_t m = block_size(x);
   const auto scale = at::sqrt(rate(t)).reshape({-1, 1});
+  if (first_noise_block_ > 0) {
+    const int64_t k = blocks(), first = first_noise_block_;
+    const auto g = at::diagonal(noise_factor_).narrow(0, first, k - first).repeat_interleave(m).to(x.device(),
+                                                                                                    x.scalar_type());
+    return Diffusion::partial((scale * g.unsqueeze(0)).expand({x.size(0), (k - first) * m}), first * m, k * m);
+  }
   if (diagonal_noise_) {
     const auto g = at::diagonal(noise_factor_).repeat_interleave(m).to(x.device(), x.scalar_type());
     return Diffusion::diagonal((scale * g.unsqueeze(0)).expand({x.size(0), x.size(1)}));

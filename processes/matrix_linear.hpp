@@ -59,6 +59,9 @@ class MatrixLinearProcess : public Process {
   at::Tensor data_part(const at::Tensor& state) const override;
   at::Tensor augment(const at::Tensor& data, at::Generator& generator) const override;
   bool score_on_every_coordinate() const override { return full_rank_noise_; }
+  // With noise on the last blocks only (CLD: the velocity), the Brownian motion has their dimension.
+  int64_t noise_dim(int64_t state_dim) const override;
+  int64_t scored_dim(int64_t state_dim) const override { return noise_dim(state_dim); }
   double augmented_entropy(int64_t data_dim) const override;
 
   bool has_denoising_kernel() const override { return true; }
@@ -96,6 +99,7 @@ class MatrixLinearProcess : public Process {
   bool full_rank_noise_ = true;
   at::Tensor noise_factor_;        // C [k, k]: Cholesky of Q (full rank) or sqrt of its diagonal
   bool diagonal_noise_ = false;
+  int64_t first_noise_block_ = 0;   // singular diagonal Q acting on blocks first_noise_block_ .. k-1 only (else 0)
   at::Tensor stationary_factor_;   // chol(S)
   double stationary_logdet_ = 0.0;
   at::Tensor stationary_inverse_;

@@ -199,6 +199,8 @@ at::Tensor squared_diffusion_matrix(const Diffusion& g, int64_t batch, int64_t n
       return at::diag_embed(v.pow(2).expand({batch, n}));
     case Diffusion::Kind::full:
       return at::matmul(v, v.transpose(-1, -2)).expand({batch, n, n});
+    case Diffusion::Kind::partial:
+      return at::diag_embed(at::constant_pad_nd(v.pow(2), {g.offset, n - g.offset - v.size(-1)}).expand({batch, n}));
   }
   throw Error("squared_diffusion_matrix: unknown kind");
 }

@@ -24,6 +24,16 @@ at::Tensor Process::denoising_loss(const at::Tensor&, const at::Tensor&, const a
 }
 at::Tensor Process::weight_scale(const at::Tensor&) const { no_kernel(*this); }
 
+at::Tensor Process::embed_scored(const at::Tensor& part, int64_t state_dim) const {
+  if (part.dim() != 2 || part.size(1) != scored_dim(state_dim)) {
+    throw InputError("process " + name() + ": expected a prediction [B, " + std::to_string(scored_dim(state_dim)) +
+                     "] on the scored coordinates of a state of dimension " + std::to_string(state_dim) + ", got " +
+                     shape_text(part.sizes()));
+  }
+  if (part.size(1) == state_dim) return part;
+  return at::constant_pad_nd(part, {state_dim - part.size(1), 0});   // the scored coordinates come last
+}
+
 std::pair<at::Tensor, Diffusion> Process::discretize(const at::Tensor& x, const at::Tensor& t,
                                                      const at::Tensor& dt) const {
   auto g = diffusion(x, t);

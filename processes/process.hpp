@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include <map>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,13 @@ class Process {
   // The parameters as written to a model file's /process group: attributes, and float64 datasets (matrices).
   virtual std::map<std::string, double> parameters() const { return {}; }
   virtual std::map<std::string, at::Tensor> parameter_tensors() const { return {}; }
+  // Learned parts: the tensors of the forward process an objective may optimise (FP-Diffusion's metric and
+  // symplectic parameters, NDM's transform), by name, as leaves that can require gradients. They are saved with
+  // the model through parameter_tensors() (float64 datasets under /process) and rebuilt by the registry's
+  // factory. Empty for a fixed process. to() moves them (and any cached matrices) to a device and dtype.
+  virtual std::vector<std::pair<std::string, at::Tensor>> learned_parameters() const { return {}; }
+  bool learned() const { return !learned_parameters().empty(); }
+  virtual void to(const at::Device& device, at::ScalarType dtype) { (void)device; (void)dtype; }
 
   virtual at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const = 0;        // f(x, t): [B, D]
   virtual Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const = 0;     // G(x, t)
@@ -66,6 +74,8 @@ class Process {
   // data_dim and back, the data part of a state [B, n] -> [B, d], and a state drawn around data rows (the
   // hidden part from its initial law). Identity for processes on the data itself.
   virtual int64_t state_dim(int64_t data_dim) const { return data_dim; }
+  // The Brownian motion's dimension for a state of dimension state_dim (CLD: the velocity half only).
+  virtual int64_t noise_dim(int64_t state_dim) const { return state_dim; }
   virtual int64_t data_dim(int64_t state_dim) const { return state_dim; }
   virtual at::Tensor data_part(const at::Tensor& state) const { return state; }
   virtual at::Tensor augment(const at::Tensor& data, at::Generator& generator) const {
@@ -81,6 +91,11 @@ class Process {
   // False when G G^T is singular and a model scores only where the noise acts (CLD's velocity half): samplers
   // that need the score on every coordinate (Langevin corrector, DDIM/DPM) refuse such a process.
   virtual bool score_on_every_coordinate() const { return true; }
+  // The number of state coordinates that carry a score (CLD: the velocity half), and a prediction on those
+  // coordinates ([B, scored_dim]) embedded in the state ([B, state_dim], zero elsewhere): a model of such a process
+  // need only predict the scored part.
+  virtual int64_t scored_dim(int64_t state_dim) const { return state_dim; }
+  virtual at::Tensor embed_scored(const at::Tensor& part, int64_t state_dim) const;
 
   // Denoising score matching with a Gaussian kernel beyond scalar coefficients (seeds-fp.md section 5): the state
   // x_t = M_t x_0' + L_t z of data x_0 [B, d] (x_0' its state: CLD adds v_0 = 0 and puts gamma M in the kernel,

@@ -18,6 +18,7 @@ class ReverseSde : public SdeTerm {
   at::Tensor drift(const at::Tensor& t, const at::Tensor& y) const override;
   Diffusion diffusion(const at::Tensor& t, const at::Tensor& y) const override;
   NoiseType noise_type() const override;
+  int64_t noise_dim(int64_t state_dim) const override { return process_->noise_dim(state_dim); }
   // One counted evaluation of the score model.
   at::Tensor score(const at::Tensor& t, const at::Tensor& y) const;
   const Process& process() const { return *process_; }

@@ -64,7 +64,11 @@ at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& predicti
   if (const auto* linear = dynamic_cast<const LinearProcess*>(&process)) {
     return prediction_to_score(from, prediction, x, t, *linear);
   }
-  if (from == Parameterisation::noise && process.has_denoising_kernel()) return process.noise_to_score(prediction, t);
+  if (from == Parameterisation::noise && process.has_denoising_kernel()) {
+    // A model may predict the scored coordinates only (CLD: the velocity half).
+    const auto eps = prediction.size(1) == x.size(1) ? prediction : process.embed_scored(prediction, x.size(1));
+    return process.noise_to_score(eps, t);
+  }
   throw InputError("a " + to_string(from) + " prediction under process " + process.name() +
                    " has no score conversion (use the noise parameterisation)");
 }
@@ -116,7 +120,8 @@ at::Tensor NetworkScore::prediction(const at::Tensor& x, const at::Tensor& t) co
   auto tin = t.reshape({-1}).to(first.device(), first.scalar_type());
   if (tin.size(0) == 1 && batch != 1) tin = tin.expand({batch});
   const auto out = network_->forward(xin, tin);
-  return out.to(x.device(), x.scalar_type()).reshape({batch, dim_});
+  const int64_t outputs = network_->config().output_dim > 0 ? network_->config().output_dim : dim_;
+  return out.to(x.device(), x.scalar_type()).reshape({batch, outputs});
 }
 
 at::Tensor NetworkScore::score(const at::Tensor& x, const at::Tensor& t) const {

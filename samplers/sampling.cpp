@@ -38,7 +38,8 @@ Solution sample(const SamplingRequest& request, Observer* observer,
     const double span = std::abs(range.T - range.eps);
     BrownianTreeOptions tree_options;
     tree_options.tolerance = 1e-6 * span;
-    BrownianTree tree(range.T, range.eps, request.n, request.model->dim(), request.seed + 1, tree_options);
+    BrownianTree tree(range.T, range.eps, request.n, sde.noise_dim(request.model->dim()), request.seed + 1,
+                      tree_options);
     AdaptiveOptions adaptive;
     adaptive.rtol = request.rtol;
     adaptive.atol = request.atol;
@@ -63,7 +64,8 @@ Solution sample(const SamplingRequest& request, Observer* observer,
     grid = time_grid(request.grid, *linear, request.steps, range.eps);
   }
   FixedGrid controller(grid);
-  GridIncrements brownian(generator, request.model->dim());
+  const auto* sde = dynamic_cast<const SdeTerm*>(term.get());
+  GridIncrements brownian(generator, sde != nullptr ? sde->noise_dim(request.model->dim()) : request.model->dim());
   IntegrateOptions integrate_options;
   integrate_options.generator = generator;
   integrate_options.brownian = &brownian;

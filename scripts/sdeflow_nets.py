@@ -83,13 +83,15 @@ class MLP(nn.Module):
         self.time_embed = TimeEmbedding(config, width)
         self.input = nn.Linear(dim, width)
         self.hidden = nn.ModuleList([nn.Linear(width, width) for _ in range(config["depth"] - 1)])
-        self.output = nn.Linear(width, dim)
+        self.output_dim = int(config.get("output_dim", 0))
+        self.output = nn.Linear(width, self.output_dim if self.output_dim > 0 else dim)
 
     def forward(self, x, t):
         h = self.act(self.input(x.reshape(x.shape[0], -1)) + self.time_embed(t))
         for layer in self.hidden:
             h = self.act(layer(h))
-        return self.output(h).reshape(x.shape)
+        out = self.output(h)
+        return out if self.output_dim > 0 else out.reshape(x.shape)
 
 
 def conv3x3(cin, cout, stride=1):

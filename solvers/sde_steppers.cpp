@@ -40,9 +40,10 @@ StepResult Milstein::step(const Term& term, const at::Tensor& t, const at::Tenso
   const auto dw = path_of(context, name()).increment(t, t + dt);
   auto y1 = drift_step + g.apply(dw);
   if (sde.noise_type() == NoiseType::additive) return {y1, at::Tensor()};   // g' = 0: no correction
-  if (g.kind == Diffusion::Kind::full) {
-    throw InputError("solver 'milstein' needs a scalar or diagonal diffusion, got a full matrix from " +
-                     term.describe());
+  if (g.kind == Diffusion::Kind::full || g.kind == Diffusion::Kind::partial) {
+    throw InputError("solver 'milstein' needs a scalar or diagonal diffusion of the state's dimension, got " +
+                     std::string(g.kind == Diffusion::Kind::full ? "a full matrix" : "noise on part of the state") +
+                     " from " + term.describe());
   }
   const auto abs_h = h.abs();
   const auto root_h = at::sqrt(abs_h);
@@ -137,15 +138,17 @@ StepResult Sri2::step(const Term& term, const at::Tensor& t, const at::Tensor& y
       if (kSriA1[s][k] != 0) h1 = h1 + kSriA1[s][k] * h * drifts[k];
       if (noise_free) continue;
       if (kSriB0[s][k] != 0) h0 = h0 + kSriB0[s][k] * g[k].apply(j);
-      if (kSriB1[s][k] != 0) h1 = h1 + kSriB1[s][k] * g[k].apply(root.expand_as(y));
+      if (kSriB1[s][k] != 0) h1 = h1 + kSriB1[s][k] * g[k].apply(root.expand_as(dw));
     }
     // The last stage's drift has weight 0 and no later stage uses it: not evaluated.
     drifts.push_back(kSriAlpha[s] != 0 || s + 1 < kSriStages ? sde.drift(t + kSriC0[s] * dt, h0) : at::Tensor());
     if (kSriAlpha[s] != 0) y1 = y1 + kSriAlpha[s] * h * drifts[s];
     if (noise_free) continue;
     g.push_back(sde.diffusion(t + kSriC1[s] * dt, h1));
-    if (g[s].kind == Diffusion::Kind::full && sde.noise_type() != NoiseType::additive) {
-      throw InputError("solver 'sri2' needs a scalar or diagonal diffusion, got a full matrix from " + term.describe());
+    if ((g[s].kind == Diffusion::Kind::full || g[s].kind == Diffusion::Kind::partial) &&
+        sde.noise_type() != NoiseType::additive) {
+      throw InputError("solver 'sri2' needs a scalar or diagonal diffusion, got a full or partial one from " +
+                       term.describe());
     }
     const auto weight = kSriBeta1[s] * dw + kSriBeta2[s] * weight_kk + kSriBeta3[s] * j + kSriBeta4[s] * weight_kkk;
     y1 = y1 + g[s].apply(weight);

@@ -9,17 +9,25 @@
 
 namespace sdeflow {
 
-// G(x, t) in one of three shapes. The reverse SDE needs G G^T applied to a vector and G applied to dW.
+// G(x, t) in one of four shapes. The reverse SDE needs G G^T applied to a vector and G applied to dW. The
+// Brownian motion W has the state's dimension D except for `partial`: m < D noise coordinates acting diagonally
+// on the state coordinates [offset, offset + m) (critically-damped Langevin: d-dimensional noise on the velocity
+// half of the 2d state), G = [0; diag(value); 0] of shape [D, m].
 struct Diffusion {
-  enum class Kind { scalar, diagonal, full };
+  enum class Kind { scalar, diagonal, full, partial };
   Kind kind = Kind::scalar;
-  at::Tensor value;   // scalar: [B, 1]; diagonal: [B, D]; full: [B, D, D]
+  at::Tensor value;   // scalar: [B, 1]; diagonal: [B, D]; full: [B, D, D]; partial: [B, m]
+  int64_t offset = 0;      // partial: the first state coordinate the noise acts on
+  int64_t state_dim = 0;   // partial: D
 
   static Diffusion scalar(at::Tensor g) { return {Kind::scalar, std::move(g)}; }
   static Diffusion diagonal(at::Tensor g) { return {Kind::diagonal, std::move(g)}; }
   static Diffusion full(at::Tensor g) { return {Kind::full, std::move(g)}; }
+  static Diffusion partial(at::Tensor g, int64_t offset, int64_t state_dim) {
+    return {Kind::partial, std::move(g), offset, state_dim};
+  }
 
-  at::Tensor apply(const at::Tensor& noise) const;          // G dW, noise [B, D]
+  at::Tensor apply(const at::Tensor& noise) const;          // G dW, noise [B, m] (m = D unless partial) -> [B, D]
   at::Tensor apply_squared(const at::Tensor& vector) const;  // G G^T v, v [B, D]
 };
 
@@ -56,6 +64,8 @@ class SdeTerm : public Term {
   virtual at::Tensor drift(const at::Tensor& t, const at::Tensor& y) const = 0;
   virtual Diffusion diffusion(const at::Tensor& t, const at::Tensor& y) const = 0;
   virtual NoiseType noise_type() const = 0;
+  // The dimension of the Brownian motion for a state of dimension `state_dim` (what a Brownian path draws).
+  virtual int64_t noise_dim(int64_t state_dim) const { return state_dim; }
 };
 
 }  // namespace sdeflow

@@ -95,13 +95,13 @@ Problem make_problem(const ConvergenceOptions& options) {
                            : "dX = (-sin(3X) - 0.5 X) dt + 0.8 dW, X0 = 1, t in [0, 1]";
   } else if (options.problem == "model") {
     const auto model = load_model(options.model);
-    p.term = std::make_shared<ReverseSde>(model.process, model.score);
-    const auto range = model.process->time_range();
+    p.term = std::make_shared<ReverseSde>(model->process(), model->score());
+    const auto range = model->process()->time_range();
     p.t0 = range.T;
     p.t1 = range.eps;
     auto generator = at::detail::createCPUGenerator(options.seed + 17);
-    p.x0 = model.process->prior_sample(options.paths, model.dim(), kF64, generator);
-    p.description = "reverse-time SDE of " + model.source + " (process " + model.process->name() + ") from T to eps";
+    p.x0 = model->process()->prior_sample(options.paths, model->dim(), kF64, generator);
+    p.description = "reverse-time SDE of " + model->source() + " (process " + model->process()->name() + ") from T to eps";
   } else {
     throw InputError("convergence: unknown problem '" + options.problem + "' (known: gbm, ou, additive, model)");
   }
@@ -168,7 +168,7 @@ ConvergenceResult run_convergence(const ConvergenceOptions& options) {
   for (int64_t s : options.steps) finest = std::max(finest, s);
   BrownianTreeOptions tree_options;
   tree_options.tolerance = std::abs(problem.t1 - problem.t0) / static_cast<double>(finest) / 2.0;
-  BrownianTree tree(problem.t0, problem.t1, options.paths, dim, options.seed, tree_options);
+  BrownianTree tree(problem.t0, problem.t1, options.paths, problem.term->noise_dim(dim), options.seed, tree_options);
 
   ConvergenceResult result;
   result.description = problem.description;

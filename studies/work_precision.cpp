@@ -48,28 +48,28 @@ void validate(const WorkPrecisionOptions& options) {
 std::vector<WorkPrecisionTable> run_work_precision(const WorkPrecisionOptions& options, std::string& description) {
   validate(options);
   const auto model_file = load_model(options.model);
-  model_file.require_mixture("work-precision");
-  auto model = model_file.score;
-  auto flow = std::make_shared<ProbabilityFlow>(model_file.process, model);
-  const auto range = model_file.process->time_range();
+  const auto& mixture = model_file->require_mixture("work-precision");
+  auto model = model_file->score();
+  auto flow = std::make_shared<ProbabilityFlow>(model_file->process(), model);
+  const auto range = model_file->process()->time_range();
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
   auto generator = at::detail::createCPUGenerator(options.seed);
   std::vector<WorkPrecisionTable> tables;
 
   at::Tensor start, reference;
   if (options.task == "pf-ode") {
-    start = model_file.process->prior_sample(options.n, model->dim(), f64, generator);
+    start = model_file->process()->prior_sample(options.n, model->dim(), f64, generator);
     OdeOptions tight;
     tight.solver = "dopri5";
     tight.rtol = tight.atol = 1e-11;
     reference = solve_ode(*flow, start, range.T, options.eps, tight).y;
-    description = "probability-flow sampling of " + model_file.source + " from T to eps = " +
+    description = "probability-flow sampling of " + model_file->source() + " from T to eps = " +
                   std::to_string(options.eps) + ", " + std::to_string(options.n) +
                   " fixed x_T; error = |x - x_ref| per sample (x_ref: dopri5 at rtol = atol = 1e-11)";
   } else {
-    start = model_file.mixture->sample(options.n, generator, f64).first;
-    reference = model_file.mixture->log_prob(start);
-    description = "NLL of " + std::to_string(options.n) + " samples of " + model_file.source +
+    start = mixture.sample(options.n, generator, f64).first;
+    reference = mixture.log_prob(start);
+    description = "NLL of " + std::to_string(options.n) + " samples of " + model_file->source() +
                   " (analytic trace, exact prior, eps = " + std::to_string(options.eps) +
                   "); error = |log p - exact log p_0| per sample";
   }
@@ -92,7 +92,7 @@ std::vector<WorkPrecisionTable> run_work_precision(const WorkPrecisionOptions& o
         Solution solution;
         if (is_exponential_integrator(name)) {
           auto stepper = make_stepper(name);
-          FixedGrid grid(time_grid("logsnr", *require_scalar_process(model_file.process, name), options.steps[i],
+          FixedGrid grid(time_grid("logsnr", *require_scalar_process(model_file->process(), name), options.steps[i],
                                    options.eps));
           solution = integrate(*flow, *stepper, grid, start, range.T, options.eps, SaveAt{}, nullptr, IntegrateOptions{});
         } else {
@@ -114,7 +114,7 @@ std::vector<WorkPrecisionTable> run_work_precision(const WorkPrecisionOptions& o
         likelihood.prior = PriorKind::exact;
         likelihood.eps = options.eps;
         auto g = at::detail::createCPUGenerator(options.seed);
-        const auto result = negative_log_likelihood(model_file.process, model, start, likelihood, DataTransform{}, g);
+        const auto result = negative_log_likelihood(model_file->process(), model, start, likelihood, DataTransform{}, g);
         error = (result.log_prob - reference).abs();
         nfe = result.nfe.to(at::kDouble);
         status = result.status;

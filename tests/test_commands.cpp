@@ -78,8 +78,8 @@ BOOST_AUTO_TEST_CASE(every_sampler_reproduces_the_mixture_through_the_cli) {
   // First-order samplers show their O(h) bias (reverse-diffusion: b = -0.040, -0.019, -0.011 at 200, 400, 800
   // steps, halving with the step; DDIM-type samplers on the logsnr grid: covariance errors ~0.04 at 100 steps).
   const auto builtin = builtin_model("gmm2d");
-  const double data_ll = -mixture_entropy(*builtin.mixture);
-  const auto cov = builtin.mixture->covariance();
+  const double data_ll = -mixture_entropy(*builtin->mixture());
+  const auto cov = builtin->mixture()->covariance();
   const int64_t n = 10000;
   const double mean_se = std::sqrt(cov.diagonal().max().item<double>() / n);
   const double cov_se = std::sqrt(3.0 / n) * cov.diagonal().max().item<double>();   // light-tailed: <= 3 var^2 / n
@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(every_sampler_reproduces_the_mixture_through_the_cli) {
       BOOST_TEST((samples.scalar_type() == at::kFloat), c.label);
       BOOST_TEST(file.attribute_string("dtype") == "float32");
     }
-    const auto cmp = compare_to_mixture(samples.to(at::kDouble), *builtin.mixture);
+    const auto cmp = compare_to_mixture(samples.to(at::kDouble), *builtin->mixture());
     const double ll_error = cmp.mean_log_likelihood - data_ll;
     BOOST_TEST_MESSAGE(c.label << ": mean log p " << cmp.mean_log_likelihood << " +- " << cmp.mean_log_likelihood_stderr
                                << " (data " << data_ll << ", error " << ll_error << "), mean error "
@@ -174,7 +174,8 @@ BOOST_AUTO_TEST_CASE(the_main_job_reproduces_the_documented_checkerboard_numbers
   const auto sampled = run_cli("sample --model " + model + " --solver em --steps 100 --n 2000 --seed 2 --out " + samples_out);
   BOOST_TEST_REQUIRE(sampled.exit_status == 0, sampled.output);
   const auto loaded = load_model(model);
-  const auto& scaling = loaded.network->data;
+  BOOST_TEST_REQUIRE(loaded->data_scaling().has_value());
+  const auto scaling = *loaded->data_scaling();
   const auto y = h5::File(samples_out, h5::Mode::read).read_tensor("samples").to(at::kDouble);
   const auto x = (y - scaling.shift) / scaling.scale;
   const auto cell = at::floor(x / 2);
@@ -252,7 +253,7 @@ BOOST_AUTO_TEST_CASE(info_describes_every_file_kind_and_the_plot_scripts_draw_th
   const auto dir = test::scratch_dir("commands_info");
   auto path = [&](const std::string& name) { return (dir / name).string(); };
   const auto builtin = builtin_model("gmm2d");
-  save_gmm_model(path("gmm.h5"), *builtin.process, *builtin.mixture);
+  save_gmm_model(path("gmm.h5"), builtin->process(), builtin->mixture());
   auto require = [](const test::CommandResult& r, const std::string& what) {
     BOOST_TEST_REQUIRE(r.exit_status == 0, what << ": " << r.output);
   };
@@ -329,6 +330,40 @@ BOOST_AUTO_TEST_CASE(info_describes_every_file_kind_and_the_plot_scripts_draw_th
   }
 }
 
+// Models are one class per kind behind a registry: each kind reads and writes itself (save_model round-trips the
+// network model of the repository and the built-in mixture), and commands ask capabilities, not kinds.
+BOOST_AUTO_TEST_CASE(model_kinds_read_and_write_themselves) {
+  std::vector<std::string> names;
+  for (const auto& kind : model_kinds()) names.push_back(kind.name);
+  BOOST_TEST(names == (std::vector<std::string>{"gmm", "network"}), boost::test_tools::per_element());
+  test::expect_input_error_message([] { (void)model_kind("flow"); }, "unknown model kind 'flow' (known: gmm, network)");
+  const auto dir = test::scratch_dir("model_kinds");
+  const auto network = load_model((source_dir() / "models" / "checkerboard-mlp.h5").string());
+  BOOST_TEST(network->kind() == "network");
+  BOOST_TEST_REQUIRE(network->data_scaling().has_value());
+  BOOST_TEST(network->data_scaling()->name == "checkerboard");
+  BOOST_TEST(network->exact_mixture() == nullptr);
+  test::expect_input_error_message([&] { (void)network->require_mixture("work-precision"); },
+                                   "work-precision needs a Gaussian-mixture model");
+  const auto builtin = builtin_model("gmm2d");
+  for (const std::shared_ptr<Model>& model : {std::shared_ptr<Model>(network), std::shared_ptr<Model>(builtin)}) {
+    const auto path = (dir / (model->kind() + ".h5")).string();
+    save_model(path, *model);
+    const auto again = load_model(path);
+    BOOST_TEST(again->kind() == model->kind());
+    BOOST_TEST(again->source() == path);
+    BOOST_TEST(again->describe() == model->describe(), boost::test_tools::per_element());
+    auto generator = at::detail::createCPUGenerator(5);
+    const auto x = at::randn({64, 2}, generator, at::kDouble);
+    const auto t = at::full({64}, 0.3, at::kDouble);
+    model->place(at::kCPU, at::kDouble);
+    again->place(at::kCPU, at::kDouble);
+    at::NoGradGuard no_grad;
+    const auto a = model->score()->score(x, t), b = again->score()->score(x, t);
+    BOOST_TEST((a - b).abs().max().item<double>() <= 1e-12 * a.abs().max().item<double>());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(export_state_dict_writes_a_model_that_predicts_as_pytorch_does) {
   // A real state_dict: the PyTorch twin (scripts/sdeflow_nets.py) of a small Fourier-embedding MLP, initialised
   // under torch.manual_seed(3) and moved off its initialisation by 20 Adam steps on a denoising loss, torch.save'd;
@@ -378,22 +413,23 @@ BOOST_AUTO_TEST_CASE(export_state_dict_writes_a_model_that_predicts_as_pytorch_d
                                "--config", (dir / "config.json").string(), "--dtype", "float64", "--out", model_path});
   BOOST_TEST_REQUIRE(exported.exit_status == 0, exported.output);
   const auto model = load_model(model_path);
-  BOOST_TEST_REQUIRE(model.network != nullptr);
+  BOOST_TEST_REQUIRE(model->kind() == "network");
+  BOOST_TEST(model->exact_mixture() == nullptr);
   const h5::File reference((dir / "ref.h5").string(), h5::Mode::read);
   const auto x = reference.read_tensor("x"), t = reference.read_tensor("t"), expected = reference.read_tensor("prediction");
-  const auto network = std::dynamic_pointer_cast<NetworkScore>(model.score);
+  const auto network = std::dynamic_pointer_cast<NetworkScore>(model->score());
   BOOST_TEST_REQUIRE(network != nullptr);
   at::Tensor prediction, score;
   {
     at::NoGradGuard no_grad;
     prediction = network->prediction(x, t);
-    score = model.score->score(x, t);
+    score = model->score()->score(x, t);
   }
   const double scale = expected.abs().max().item<double>();
   const double error = (prediction - expected).abs().max().item<double>();
   BOOST_TEST_MESSAGE("exported MLP: max |sdeflow - PyTorch| = " << error << " (max |prediction| " << scale << ")");
   BOOST_TEST(error <= 1e-12 * scale);
-  const auto sigma = require_scalar_process(model.process, "test")->sigma(t).unsqueeze(1);
+  const auto sigma = require_scalar_process(model->process(), "test")->sigma(t).unsqueeze(1);
   BOOST_TEST((score + expected / sigma).abs().max().item<double>() <= 1e-12 * (expected / sigma).abs().max().item<double>());
   // And it samples through the CLI.
   const auto out = (dir / "s.h5").string();

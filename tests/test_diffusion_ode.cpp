@@ -59,7 +59,7 @@ Setup setup(const std::string& process_name) {
   const auto builtin = builtin_model("gmm2d");
   Setup s;
   s.process = make_linear_process(process_name, {});
-  s.model = std::make_shared<GaussianMixtureScore>(builtin.mixture, s.process);
+  s.model = std::make_shared<GaussianMixtureScore>(builtin->mixture(), s.process);
   s.flow = std::make_shared<ProbabilityFlow>(s.process, s.model);
   return s;
 }
@@ -160,7 +160,7 @@ BOOST_AUTO_TEST_CASE(stochastic_ddim_samples_the_mixture) {
   // 0 and the quarter of the one measured at 200.
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 10000;
-  const auto reference = test::exact_reference(*builtin.mixture, 400000);
+  const auto reference = test::exact_reference(*builtin->mixture(), 400000);
   const double reference_log_p = reference.statistics.mean_log_likelihood;
   for (const auto& [name, eta] : std::vector<std::pair<std::string, double>>{{"vp", 1.0}, {"ve", 0.5}}) {
     const auto s = setup(name);
@@ -175,7 +175,7 @@ BOOST_AUTO_TEST_CASE(stochastic_ddim_samples_the_mixture) {
       GridIncrements brownian(generator, 2);
       const auto solution = run(*s.flow, *ddim, uniform_grid(range.T, range.eps, steps), x_T, &brownian);
       BOOST_REQUIRE(solution.all_ok());
-      const auto cmp = compare_to_mixture(solution.y, *builtin.mixture);
+      const auto cmp = compare_to_mixture(solution.y, *builtin->mixture());
       samples.push_back(solution.y);
       deviation.push_back(cmp.mean_log_likelihood - reference_log_p);
       se.push_back(std::hypot(cmp.mean_log_likelihood_stderr, reference.statistics.mean_log_likelihood_stderr));
@@ -186,7 +186,7 @@ BOOST_AUTO_TEST_CASE(stochastic_ddim_samples_the_mixture) {
     if (eta == 1.0) BOOST_TEST(deviation[0] > 4 * se[0], label << ": the bias at 200 steps must be resolved");
     BOOST_TEST(std::abs(deviation[1] - deviation[0] / 4) <= 4 * std::hypot(se[1], se[0] / 4), label);
     const double expected = deviation[0] / 4;
-    test::check_against_mixture(samples[1], *builtin.mixture, reference, label + " 800 steps", std::min(0.0, expected),
+    test::check_against_mixture(samples[1], *builtin->mixture(), reference, label + " 800 steps", std::min(0.0, expected),
                                 std::max(0.0, expected));
   }
 }
@@ -269,7 +269,7 @@ BOOST_AUTO_TEST_CASE(closed_form_log_snr_inverses_agree_with_bisection) {
   const auto a = time_grid("karras", *s.process, 20, 1e-3);
   const auto b = time_grid("karras", *other, 20, 1e-3);
   for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(std::abs(a[i] - b[i]) <= 1e-14 * std::max(1.0, a[i]));
-  ProbabilityFlow other_flow(other, std::make_shared<GaussianMixtureScore>(builtin_model("gmm2d").mixture, other));
+  ProbabilityFlow other_flow(other, std::make_shared<GaussianMixtureScore>(builtin_model("gmm2d")->mixture(), other));
   const auto x_T = prior_draw(*s.process, 8, 1);
   auto dpm3 = make_dpm_solver(3);
   const auto ya = run(*s.flow, *dpm3, a, x_T).y;

@@ -11,12 +11,14 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
 #include "io/h5.hpp"
+#include "io/result_file.hpp"
 #include "io/trajectory.hpp"
 #include "support.hpp"
 
@@ -476,6 +478,50 @@ BOOST_AUTO_TEST_CASE(killed_writer_leaves_every_flushed_save) {
   BOOST_TEST(trajectory.dataset_shape("x") == (std::vector<int64_t>{2, 4, 2}));
   BOOST_TEST(torch::equal(trajectory.read_tensor("x"), torch::stack({state(0), state(1)})));
   BOOST_TEST(torch::equal(trajectory.read_tensor("t"), torch::tensor({1.0, 0.75}, torch::kDouble)));
+}
+
+// The result-file object every streaming command uses: complete = 0 until commit(); an uncommitted file is kept
+// (OnFailure::keep) or removed (OnFailure::discard) when it goes; committed files are never removed; the format's
+// own attributes cannot be replaced by the run's description.
+BOOST_AUTO_TEST_CASE(result_file_commits_keeps_or_discards) {
+  namespace fs = std::filesystem;
+  using sdeflow::ResultFile;
+  const auto dir = sdeflow::test::scratch_dir("io_result_file");
+  const auto committed = (dir / "committed.h5").string();
+  {
+    ResultFile out(committed, "sdeflow.test", 3, {{"model", "m.h5"}, {"format", "forged"}}, ResultFile::OnFailure::discard);
+    out.file().write_tensor("rows", at::arange(4, at::kDouble));
+    {
+      const h5::File reader(committed, h5::Mode::read);
+      BOOST_TEST(reader.attribute_int("complete") == 0);
+      BOOST_TEST(reader.attribute_string("format") == "sdeflow.test");
+    }
+    out.commit({{"rows_mean", 1.5}});
+    BOOST_TEST(out.committed());
+    BOOST_CHECK_THROW(out.commit(), sdeflow::Error);
+    out.discard();   // after commit: nothing happens
+  }
+  {
+    const h5::File reader(committed, h5::Mode::read);
+    BOOST_TEST(reader.attribute_int("complete") == 1);
+    BOOST_TEST(reader.attribute_int("version") == 3);
+    BOOST_TEST(reader.attribute_string("model") == "m.h5");
+    BOOST_TEST(reader.attribute_double("rows_mean") == 1.5);
+    BOOST_TEST(reader.read_tensor("rows").size(0) == 4);
+  }
+  const auto kept = (dir / "kept.h5").string(), discarded = (dir / "discarded.h5").string();
+  {
+    ResultFile a(kept, "sdeflow.test", 1, {}, ResultFile::OnFailure::keep);
+    ResultFile b(discarded, "sdeflow.test", 1, {}, ResultFile::OnFailure::discard);
+    a.file().write_tensor("rows", at::zeros({2}, at::kDouble));
+    b.file().write_tensor("rows", at::zeros({2}, at::kDouble));
+  }
+  BOOST_TEST(!fs::exists(discarded));
+  BOOST_TEST_REQUIRE(fs::exists(kept));
+  BOOST_TEST(h5::File(kept, h5::Mode::read).attribute_int("complete") == 0);
+  check_input_error([&] { ResultFile r((dir / "no" / "such" / "r.h5").string(), "sdeflow.test", 1, {}, ResultFile::OnFailure::discard); },
+                    {"r.h5", "does not exist"});
+  BOOST_TEST(!fs::exists(dir / "no"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -34,7 +34,7 @@ struct Problem {
 };
 
 Problem make_problem(const std::string& process_name, int64_t dim, int64_t n, uint64_t seed) {
-  auto mixture = dim == 2 ? builtin_model("gmm2d").mixture : random_mixture(dim, 4, seed);
+  auto mixture = dim == 2 ? builtin_model("gmm2d")->mixture() : random_mixture(dim, 4, seed);
   auto process = make_linear_process(process_name, {});
   auto generator = at::detail::createCPUGenerator(seed + 1);
   const auto x = mixture->sample(n, generator, f64).first;

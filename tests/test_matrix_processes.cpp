@@ -206,7 +206,7 @@ BOOST_AUTO_TEST_SUITE(matrix_processes)
 BOOST_AUTO_TEST_CASE(pushforward_through_sinh_gives_the_exact_data_space_density) {
   // A state-dependent diagonal G: the probability flow's -1/2 div(G G^T) term is what makes the PF-ODE NLL (exact
   // trace by autograd, exact prior) equal the closed-form -log p_eps in data space.
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   const auto process = std::make_shared<SinhPushforward>();
   const auto model = std::make_shared<SinhMixtureScore>(mixture);
   auto generator = make_generator(at::kCPU, 95);
@@ -491,16 +491,28 @@ BOOST_AUTO_TEST_CASE(cld_moments_match_critical_damping) {
   const auto xT = cld->prior_sample(200000, 4, f64, generator);
   const auto variance = xT.pow(2).mean(0);
   BOOST_TEST(max_abs(variance - at::tensor({1.0, 1.0, M, M}, f64)) < 4 * std::sqrt(2.0 / 200000) * 1.0);
-  // Diffusion only on the velocity half, Brownian motion of the data dimension.
+  // Diffusion only on the velocity half, from a Brownian motion of the data dimension: G = [0; sqrt(2 Gamma beta) I_d]
+  // of shape [2d, d], applied and squared as the dense matrix would be.
+  BOOST_TEST(cld->noise_dim(4) == 2);
+  BOOST_TEST(cld->scored_dim(4) == 2);
   const auto g = cld->diffusion(xT.narrow(0, 0, 3), at::full({3}, 0.5, f64));
-  BOOST_TEST(static_cast<int>(g.kind) == static_cast<int>(Diffusion::Kind::diagonal));
-  BOOST_TEST(max_abs(g.value.narrow(1, 0, 2)) == 0.0);
-  BOOST_TEST(max_abs(g.value.narrow(1, 2, 2) - std::sqrt(2.0 * Gamma * beta)) < 1e-14);
+  BOOST_TEST(static_cast<int>(g.kind) == static_cast<int>(Diffusion::Kind::partial));
+  BOOST_TEST((g.value.sizes() == at::IntArrayRef{3, 2}));
+  BOOST_TEST(g.offset == 2);
+  BOOST_TEST(max_abs(g.value - std::sqrt(2.0 * Gamma * beta)) < 1e-14);
+  const auto dense = at::cat({at::zeros({2, 2}, f64), std::sqrt(2.0 * Gamma * beta) * at::eye(2, f64)}, 0);   // [4, 2]
+  const auto dw = at::randn({3, 2}, generator, f64), v = at::randn({3, 4}, generator, f64);
+  BOOST_TEST(max_abs(g.apply(dw) - dw.matmul(dense.t())) < 1e-14);
+  BOOST_TEST(max_abs(g.apply_squared(v) - v.matmul(dense.matmul(dense.t()))) < 1e-13);
+  const ReverseSde reverse(cld, make_mixture_score(random_mixture(2, 2, 5), cld));
+  BOOST_TEST(reverse.noise_dim(4) == 2);
+  // FP has noise on every coordinate.
+  BOOST_TEST(random_fp(3, 7)->noise_dim(3) == 3);
 }
 
 BOOST_AUTO_TEST_CASE(cld_joint_nll_equals_the_exact_joint_density) {
   const auto cld = make_cld_process();
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   const auto model = make_mixture_score(mixture, cld);
   BOOST_TEST(model->dim() == 4);
   auto generator = make_generator(at::kCPU, 41);
@@ -520,7 +532,7 @@ BOOST_AUTO_TEST_CASE(cld_data_bound_equals_its_expectation) {
   // -log p(x) <= E_v[-log p_eps(x, v)] - H(N(0, gamma M I_d)): the PF-ODE estimate over K velocity draws per row
   // against the same expectation from the exact joint density (200000 draws: its own error is ~3 % of the test's).
   const auto cld = make_cld_process();
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   const auto model = make_mixture_score(mixture, cld);
   auto generator = make_generator(at::kCPU, 51);
   const int64_t rows = 4, K = 200;
@@ -548,7 +560,7 @@ BOOST_AUTO_TEST_CASE(cld_data_bound_equals_its_expectation) {
 
 BOOST_AUTO_TEST_CASE(cld_samples_data_half_matches_the_mixture) {
   const auto cld = make_cld_process();
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   const auto model = make_mixture_score(mixture, cld);
   // The reference is the exact data-half marginal at eps (the samplers stop there): the x-block of the state's
   // components at eps.
@@ -575,7 +587,7 @@ BOOST_AUTO_TEST_CASE(cld_samples_data_half_matches_the_mixture) {
 
 BOOST_AUTO_TEST_CASE(samplers_that_need_a_score_everywhere_refuse_cld) {
   const auto cld = make_cld_process();
-  const auto model = make_mixture_score(builtin_model("gmm2d").mixture, cld);
+  const auto model = make_mixture_score(builtin_model("gmm2d")->mixture(), cld);
   for (const std::string solver : {"pc", "ddim", "dpm2", "ddim-stochastic"}) {
     SamplingRequest request;
     request.process = cld;
@@ -614,15 +626,15 @@ BOOST_AUTO_TEST_CASE(fp_matrices_are_validated) {
 
 BOOST_AUTO_TEST_CASE(commands_sample_and_evaluate_fp_and_cld_mixture_models) {
   const auto dir = test::scratch_dir("matrix_processes_cli");
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   const auto fp = random_fp(2, 61);
-  save_gmm_model((dir / "fp.h5").string(), *fp, *mixture);
-  save_gmm_model((dir / "cld.h5").string(), *make_cld_process(), *mixture);
+  save_gmm_model((dir / "fp.h5").string(), fp, mixture);
+  save_gmm_model((dir / "cld.h5").string(), make_cld_process(), mixture);
   // The model files round-trip: the same process (parameters and matrices).
   const auto loaded = load_model((dir / "fp.h5").string());
-  BOOST_TEST(loaded.process->name() == "fp");
-  BOOST_TEST(max_abs(loaded.process->parameter_tensors().at("rinv") - fp->parameter_tensors().at("rinv")) == 0.0);
-  BOOST_TEST(load_model((dir / "cld.h5").string()).dim() == 4);
+  BOOST_TEST(loaded->process()->name() == "fp");
+  BOOST_TEST(max_abs(loaded->process()->parameter_tensors().at("rinv") - fp->parameter_tensors().at("rinv")) == 0.0);
+  BOOST_TEST(load_model((dir / "cld.h5").string())->dim() == 4);
   auto generator = make_generator(at::kCPU, 62);
   const auto x = mixture->sample(16, generator, f64).first;
   save_data((dir / "x.h5").string(), x);
@@ -640,7 +652,7 @@ BOOST_AUTO_TEST_CASE(commands_sample_and_evaluate_fp_and_cld_mixture_models) {
     BOOST_TEST(file.attributes.at("nll_kind") == (name == "fp" ? "density" : "bound"));
     const auto model = load_model((dir / (name + ".h5")).string());
     if (name == "fp") {
-      const auto exact = -model.score->marginal_log_prob(x, at::full({16}, 1e-3, f64));
+      const auto exact = -model->score()->marginal_log_prob(x, at::full({16}, 1e-3, f64));
       BOOST_TEST(max_abs(file.nll - exact) < 1e-6);
     } else {
       // Each row's bound is above -log p_0(x) minus the eps smoothing, and finite.
@@ -704,7 +716,7 @@ BOOST_AUTO_TEST_CASE(commands_sample_and_evaluate_fp_and_cld_mixture_models) {
 BOOST_AUTO_TEST_CASE(denoising_kernel_matches_the_marginal_and_the_exact_score_minimises_the_loss) {
   // The kernel's x_t has the exact marginal's moments; -L^T s_true round-trips through noise_to_score on the scored
   // coordinates; E[loss] at the true score is below a perturbed score's (both weightings).
-  const auto mixture = builtin_model("gmm2d").mixture;
+  const auto mixture = builtin_model("gmm2d")->mixture();
   for (const auto& process : {std::static_pointer_cast<MatrixLinearProcess>(random_fp(2, 91)), make_cld_process()}) {
     const auto exact = std::dynamic_pointer_cast<const MatrixMixtureScore>(make_mixture_score(mixture, process));
     auto generator = make_generator(at::kCPU, 92);
@@ -791,6 +803,7 @@ BOOST_AUTO_TEST_CASE(train_fp_and_cld_networks_reach_the_gaussian_entropy) {
     const auto loaded = load_network_model(model);
     BOOST_TEST(loaded.process->name() == process.substr(0, process.find(' ')));
     BOOST_TEST(loaded.config.data_shape[0] == (process == "cld" ? 4 : 2));
+    BOOST_TEST(loaded.config.output_dim == (process == "cld" ? 2 : 0));   // CLD's network predicts the velocity half
     const auto out = (dir / (process.substr(0, 2) + "-nll.h5")).string();
     const auto nll = test::run_cli("nll --model " + model + " --data " + test_file +
                                    " --solver dopri5 --rtol 1e-5 --atol 1e-5 --trace exact --eps 1e-5 --quiet --out " + out +

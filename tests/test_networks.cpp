@@ -357,6 +357,26 @@ BOOST_AUTO_TEST_CASE(same_seed_same_parameters) {
   }
 }
 
+// An MLP with output_dim predicts that many values (CLD: the velocity half of its 2 d inputs); the attribute
+// round-trips through the model file and is absent (the input's shape) when unset.
+BOOST_AUTO_TEST_CASE(mlp_output_dim_round_trips) {
+  const auto dir = test::scratch_dir("networks_output_dim");
+  auto config = mlp_config({4});
+  config.output_dim = 2;
+  auto model = sample_model(config);
+  const auto x = at::randn({5, 4}, at::kDouble), t = at::full({5}, 0.4, at::kDouble);
+  at::NoGradGuard no_grad;
+  const auto out = model.network->forward(x, t);
+  BOOST_TEST((out.sizes() == at::IntArrayRef{5, 2}));
+  const auto path = (dir / "half.h5").string();
+  save_network_model(path, model);
+  const auto loaded = load_network_model(path);
+  BOOST_TEST(loaded.config.output_dim == 2);
+  BOOST_TEST((loaded.network->forward(x, t) - out).abs().max().item<double>() <= 1e-12 * out.abs().max().item<double>());
+  save_network_model((dir / "full.h5").string(), sample_model(mlp_config({4})));
+  BOOST_TEST(!h5::File((dir / "full.h5").string(), h5::Mode::read).group("network").has_attribute("output_dim"));
+}
+
 BOOST_AUTO_TEST_CASE(config_validation_names_the_field) {
   const std::vector<std::pair<std::function<void(NetworkConfig&)>, std::string>> cases = {
       {[](NetworkConfig& c) { c.architecture = "transformer"; }, "unknown architecture 'transformer'"},
@@ -367,6 +387,7 @@ BOOST_AUTO_TEST_CASE(config_validation_names_the_field) {
       {[](NetworkConfig& c) { c.depth = 0; }, "depth"},
       {[](NetworkConfig& c) { c.width = 0; }, "width"},
       {[](NetworkConfig& c) { c.fourier_scale = -1; }, "fourier_scale"},
+      {[](NetworkConfig& c) { c.output_dim = -2; }, "output_dim must be >= 0"},
   };
   for (const auto& [edit, substring] : cases) {
     auto config = mlp_config();
@@ -379,6 +400,7 @@ BOOST_AUTO_TEST_CASE(config_validation_names_the_field) {
       {[](NetworkConfig& c) { c.groups = 5; }, "groups"},
       {[](NetworkConfig& c) { c.channel_mult = {1, 2, 2, 2}; }, "divisible by 2^(levels - 1) = 8"},
       {[](NetworkConfig& c) { c.channel_mult = {}; }, "channel_mult"},
+      {[](NetworkConfig& c) { c.output_dim = 4; }, "output_dim applies to the mlp only"},
   };
   for (const auto& [edit, substring] : unet_cases) {
     auto config = unet_config(28);

@@ -31,7 +31,7 @@ BOOST_AUTO_TEST_CASE(nll_of_mixture_samples_matches_the_exact_density) {
   const auto dir = test::scratch_dir("nll_good");
   const auto model = builtin_model("gmm2d");
   auto generator = at::detail::createCPUGenerator(4);
-  const auto x = model.mixture->sample(300, generator, f64).first;
+  const auto x = model->mixture()->sample(300, generator, f64).first;
   const auto data = (dir / "data.h5").string();
   save_data(data, x);
   // dopri5 at rtol = atol = tol for tol = 1e-5 and 1e-8, exact trace, exact prior, eps = 1e-8 (p_eps = p_0 to
@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_CASE(nll_of_mixture_samples_matches_the_exact_density) {
   // proportional to tol, and the error must shrink with it: the fitted exponent q of max error ~ tol^q over the
   // three decades is at least 0.7 (local extrapolation makes dopri5 tolerance-proportional, q = 1; measured 1.07, with
   // max error / bound 0.20 at 1e-5 and 0.027 at 1e-8).
-  const auto exact = -model.mixture->log_prob(x);
+  const auto exact = -model->mixture()->log_prob(x);
   std::vector<double> tolerances = {1e-5, 1e-8}, max_errors;
   for (double tol : tolerances) {
     char tol_text[16];
@@ -93,8 +93,8 @@ BOOST_AUTO_TEST_CASE(scale_shift_float32_shared_steps_and_dequantisation) {
   const auto dir = test::scratch_dir("nll_options");
   const auto model = builtin_model("gmm2d");
   auto generator = at::detail::createCPUGenerator(8);
-  const auto x = model.mixture->sample(200, generator, f64).first;
-  const auto exact = -model.mixture->log_prob(x);
+  const auto x = model->mixture()->sample(200, generator, f64).first;
+  const auto exact = -model->mixture()->log_prob(x);
   const std::string common = " --trace analytic --prior exact --eps 1e-8 --quiet";
   auto run = [&](const std::string& name, const at::Tensor& data, const std::string& options) {
     const auto data_path = (dir / (name + "-data.h5")).string(), out = (dir / (name + ".h5")).string();
@@ -153,7 +153,7 @@ BOOST_AUTO_TEST_CASE(scale_shift_float32_shared_steps_and_dequantisation) {
     std::vector<double> log_cell;
     for (int64_t i = 0; i < cells.size(0); ++i) {
       const auto corner = cells[i] / 2 - 2;
-      const auto log_p = model.mixture->log_prob(grid + corner);
+      const auto log_p = model->mixture()->log_prob(grid + corner);
       log_cell.push_back((at::logsumexp(log_p, 0) + std::log(0.25 / (m * m))).item<double>());
     }
     const auto exact_discrete = -at::tensor(log_cell, f64);

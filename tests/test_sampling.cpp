@@ -25,11 +25,11 @@ struct Case {
   int64_t steps;
 };
 
-SamplingRequest mixture_request(const ModelFile& builtin, std::shared_ptr<const LinearProcess> process,
+SamplingRequest mixture_request(const std::shared_ptr<MixtureModel>& builtin, std::shared_ptr<const LinearProcess> process,
                                 const std::string& solver, int64_t steps, int64_t n, uint64_t seed) {
   SamplingRequest request;
   request.process = process;
-  request.model = std::make_shared<GaussianMixtureScore>(builtin.mixture, process);
+  request.model = std::make_shared<GaussianMixtureScore>(builtin->mixture(), process);
   request.solver = solver;
   request.steps = steps;
   request.n = n;
@@ -48,7 +48,7 @@ BOOST_AUTO_TEST_CASE(samplers_reproduce_a_two_dimensional_mixture) {
   // euler_maruyama_bias_shrinks_with_the_step).
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 20000;
-  const auto reference = exact_reference(*builtin.mixture, 400000);
+  const auto reference = exact_reference(*builtin->mixture(), 400000);
   for (const auto& c : std::vector<Case>{{"vp", "em", 1000}, {"vp", "pc", 500}, {"vp", "rk4", 100},
                                          {"subvp", "em", 1000}, {"ve", "em", 1000}, {"ve", "pc", 500},
                                          {"ve", "rk4", 200}}) {
@@ -61,7 +61,7 @@ BOOST_AUTO_TEST_CASE(samplers_reproduce_a_two_dimensional_mixture) {
     // equilibrates partly, so the bias lies in [-0.0263, 0] whatever the step count (docs/testing.md; measured
     // -0.033 +- 0.0075 at 500 steps, -0.034 at 1000, -0.012 at 2000).
     const double r = 0.16, corrector_bias = c.solver == "pc" ? -1.0 * r * r / (1 - r * r) : 0.0;
-    check_against_mixture(solution.y, *builtin.mixture, reference, c.process + "/" + c.solver + " " + std::to_string(c.steps),
+    check_against_mixture(solution.y, *builtin->mixture(), reference, c.process + "/" + c.solver + " " + std::to_string(c.steps),
                           corrector_bias);
   }
 }
@@ -74,12 +74,12 @@ BOOST_AUTO_TEST_CASE(euler_maruyama_bias_shrinks_with_the_step) {
   // count).
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 20000;
-  const auto reference = exact_reference(*builtin.mixture, 400000);
+  const auto reference = exact_reference(*builtin->mixture(), 400000);
   auto process = make_linear_process("vp", {});
   std::vector<double> deviation, se;
   for (const int64_t steps : {25, 50, 100}) {
     const auto solution = sample(mixture_request(builtin, process, "em", steps, n, 29), nullptr);
-    const auto cmp = compare_to_mixture(solution.y, *builtin.mixture);
+    const auto cmp = compare_to_mixture(solution.y, *builtin->mixture());
     deviation.push_back(cmp.mean_log_likelihood - reference.statistics.mean_log_likelihood);
     se.push_back(std::hypot(cmp.mean_log_likelihood_stderr, reference.statistics.mean_log_likelihood_stderr));
     BOOST_TEST_MESSAGE("em " << steps << " steps: E log p deviation " << deviation.back() << " +- " << se.back());
@@ -95,15 +95,15 @@ BOOST_AUTO_TEST_CASE(adaptive_sde_sampler_needs_fewer_evaluations_than_euler_mar
   // allowance) with fewer than half of the evaluations of Euler-Maruyama's 1000 steps.
   const auto builtin = builtin_model("gmm2d");
   const int64_t n = 5000;
-  const auto reference = exact_reference(*builtin.mixture, 400000);
-  auto request = mixture_request(builtin, require_scalar_process(builtin.process, "test"), "ggf", 1, n, 5);   // steps are unused by ggf
+  const auto reference = exact_reference(*builtin->mixture(), 400000);
+  auto request = mixture_request(builtin, require_scalar_process(builtin->process(), "test"), "ggf", 1, n, 5);   // steps are unused by ggf
   request.rtol = request.atol = 0.01;
   const auto ggf = sample(request, nullptr);
   BOOST_REQUIRE(ggf.all_ok());
   const double per_sample_nfe = ggf.nfe.to(at::kDouble).mean().item<double>();
   BOOST_TEST_MESSAGE("ggf: " << per_sample_nfe << " evaluations per sample (" << ggf.stats.nfe << " batched calls)");
   BOOST_TEST(per_sample_nfe < 500.0);
-  check_against_mixture(ggf.y, *builtin.mixture, reference, "ggf rtol 0.01");
+  check_against_mixture(ggf.y, *builtin->mixture(), reference, "ggf rtol 0.01");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -528,10 +528,10 @@ BOOST_AUTO_TEST_CASE(cuda_training_follows_the_cpu_run) {
   likelihood.ode.rtol = likelihood.ode.atol = 1e-6;
   auto generator = at::detail::createCPUGenerator(0);
   const auto x = sample_toy_data("moons", 64, generator);
-  model.place(at::kCPU, at::kDouble);
-  const auto on_cpu = model_log_likelihood(model.process, model.score, x, likelihood, generator).log_prob;
-  model.place(at::Device(at::kCUDA, 0), at::kDouble);
-  const auto on_gpu = model_log_likelihood(model.process, model.score, x.to(at::kCUDA), likelihood, generator).log_prob;
+  model->place(at::kCPU, at::kDouble);
+  const auto on_cpu = model_log_likelihood(model->process(), model->score(), x, likelihood, generator).log_prob;
+  model->place(at::Device(at::kCUDA, 0), at::kDouble);
+  const auto on_gpu = model_log_likelihood(model->process(), model->score(), x.to(at::kCUDA), likelihood, generator).log_prob;
   BOOST_TEST((on_cpu - on_gpu.cpu()).abs().max().item<double>() <= 1e-4);
 }
 
@@ -579,7 +579,7 @@ BOOST_AUTO_TEST_CASE(images_train_a_unet_and_get_bits_per_dim) {
   // The exact Gaussian model through the same command and map.
   const auto process = make_linear_process("vp", {});
   const auto gaussian = (dir / "gaussian.h5").string();
-  save_gmm_model(gaussian, *process, GaussianMixture(at::ones({1}, f64), at::zeros({1, D}, f64), at::eye(D, f64).unsqueeze(0)));
+  save_gmm_model(gaussian, process, std::make_shared<GaussianMixture>(at::ones({1}, f64), at::zeros({1, D}, f64), at::eye(D, f64).unsqueeze(0)));
   const int64_t rows = 64;
   const auto exact = run_cli("nll --model " + gaussian + " --data " + data + " --levels 17 --scale 2 --shift -1 "
                              "--trace analytic --rtol 1e-7 --atol 1e-7 --quiet --out " + (dir / "gaussian-nll.h5").string());
@@ -604,6 +604,41 @@ BOOST_AUTO_TEST_CASE(images_train_a_unet_and_get_bits_per_dim) {
              (4 * se + 1e-4) / (D * std::log(2.0)));
 }
 
+// The trainer minimises an Objective from the registry; denoising score matching is "dsm" and is stored with the run
+// (older checkpoints without the attribute read as dsm); it refuses a process with learned parameters, whose
+// forward process it would drive to a degenerate minimum.
+BOOST_AUTO_TEST_CASE(objectives_come_from_the_registry_and_dsm_trains_fixed_processes_only) {
+  BOOST_TEST_REQUIRE(!objective_registry().empty());
+  BOOST_TEST(objective_registry().front().name == "dsm");
+  const auto data = open_training_data("moons");
+  TrainOptions options;
+  options.iterations = 2;
+  options.batch = 16;
+  Trainer trainer(small_mlp_model(data), options, data, at::kCPU);
+  BOOST_TEST(trainer.model().training_text.at("objective") == "dsm");
+  const double loss = trainer.step();
+  BOOST_TEST(std::isfinite(loss));
+  auto stored = trainer.model();
+  stored.training_text.erase("objective");
+  BOOST_TEST(stored_options(stored).objective == "dsm");
+
+  TrainOptions unknown = options;
+  unknown.objective = "nelbo-of-nothing";
+  test::expect_input_error_message([&] { Trainer t(small_mlp_model(data), unknown, data, at::kCPU); },
+                                   "unknown objective 'nelbo-of-nothing' (known: dsm");
+
+  class LearnedVp : public VpProcess {
+   public:
+    std::vector<std::pair<std::string, at::Tensor>> learned_parameters() const override { return {{"theta", theta_}}; }
+    at::Tensor theta_ = at::zeros({1}, at::kDouble);
+  };
+  auto model = small_mlp_model(data);
+  model.process = std::make_shared<LearnedVp>();
+  BOOST_TEST(model.process->learned());
+  test::expect_input_error_message([&] { Trainer t(model, options, data, at::kCPU); },
+                                   "process vp has learned parameters");
+}
+
 BOOST_AUTO_TEST_CASE(bad_input_is_named_with_exit_status_2) {
   const auto dir = test::scratch_dir("train_bad");
   const auto out = dir / "model.h5";
@@ -619,6 +654,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_named_with_exit_status_2) {
   test::expect_input_error("train --data " + (dir / "small.h5").string() + " --batch 256 --iters 5" + o,
                      "--batch 256 is larger than the data set", out);
   test::expect_input_error("train --weighting uniform --iters 5" + o, "unknown weighting 'uniform'", out);
+  test::expect_input_error("train --objective nope --iters 5" + o, "unknown objective 'nope' (known: dsm)", out);
   test::expect_input_error("train --lr -1 --iters 5" + o, "--lr must be a positive number", out);
   test::expect_input_error("train --iters 0" + o, "--iters must be positive", out);
   test::expect_input_error("train --arch unet --iters 5" + o, "unet", out);   // 2-D points are not images

@@ -7,6 +7,7 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "core/registry.hpp"
 #include "core/tensor.hpp"
 #include "io/data_file.hpp"
 #include "io/toy_data.hpp"
@@ -129,6 +130,7 @@ void validate(const TrainOptions& options) {
   if (!std::isfinite(options.grad_clip)) throw InputError("--grad-clip must be finite");
   if (!(options.ema >= 0 && options.ema < 1)) throw InputError("--ema must lie in [0, 1), got " + std::to_string(options.ema));
   if (!(options.eps > 0 && options.eps < 1)) throw InputError("--eps must lie in (0, 1)");
+  (void)find_by_name(objective_registry(), options.objective, "objective");
 }
 
 void store_options(const TrainOptions& options, NetworkModel& model) {
@@ -145,6 +147,7 @@ void store_options(const TrainOptions& options, NetworkModel& model) {
   numbers["log_every"] = static_cast<double>(options.log_every);
   numbers["checkpoint_every"] = static_cast<double>(options.checkpoint_every);
   auto& text = model.training_text;
+  text["objective"] = options.objective;
   text["decay"] = options.decay;
   text["weighting"] = to_string(options.weighting);
   text["seed"] = std::to_string(options.seed);   // text: a uint64 does not fit a float64 exactly
@@ -177,6 +180,9 @@ TrainOptions stored_options(const NetworkModel& model) {
   options.eps = number("eps");
   options.log_every = static_cast<int64_t>(number("log_every"));
   options.checkpoint_every = static_cast<int64_t>(number("checkpoint_every"));
+  // Checkpoints written before objectives were named trained denoising score matching.
+  const auto objective = model.training_text.find("objective");
+  options.objective = objective == model.training_text.end() ? "dsm" : objective->second;
   options.decay = text("decay");
   options.weighting = parse_weighting(text("weighting"));
   try {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -21,13 +22,7 @@ namespace sdeflow {
 
 namespace {
 
-constexpr uint64_t kTimeStream = 2, kNoiseStream = 3, kDequantStream = 4;
-
-std::vector<int64_t> batch_shape(int64_t batch, const std::vector<int64_t>& shape) {
-  std::vector<int64_t> out{batch};
-  out.insert(out.end(), shape.begin(), shape.end());
-  return out;
-}
+constexpr uint64_t kDequantStream = 4;   // streams 2 and 3 (times, noise) belong to the objective
 
 }  // namespace
 
@@ -39,11 +34,6 @@ Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<Train
     : model_(std::move(model)), options_(std::move(options)), data_(std::move(data)), device_(device) {
   validate(options_);
   if (!model_.process) throw InputError("training: no process");
-  linear_ = std::dynamic_pointer_cast<const LinearProcess>(model_.process);
-  if (!linear_ && model_.parameterisation != Parameterisation::noise) {
-    throw InputError("training: process " + model_.process->name() + " trains the noise parameterisation only, not " +
-                     to_string(model_.parameterisation));
-  }
   if (const auto rows = data_->rows(); rows && options_.batch > *rows) {
     throw InputError("--batch " + std::to_string(options_.batch) + " is larger than the data set " + data_->name() +
                      " (" + std::to_string(*rows) + " rows)");
@@ -62,13 +52,24 @@ Trainer::Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<Train
     model_.ema->eval();
     for (auto& parameter : model_.ema->parameters()) parameter.set_requires_grad(false);
   }
-  times_ = std::make_unique<TimeSampler>(model_.process, options_.weighting, options_.importance_sampling, options_.eps);
-  std::vector<at::Tensor> parameters;
-  for (const auto& item : model_.network->named_parameters()) {
-    names_.push_back(item.key());
-    parameters.push_back(item.value());
+  objective_ = make_objective(options_.objective, model_, options_, device_);
+  // One Adam parameter group per objective group; the optimiser state is saved per tensor name.
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (const auto& group : objective_->parameter_groups()) {
+    std::vector<at::Tensor> tensors;
+    for (const auto& [name, tensor] : group.parameters) {
+      if (std::find(names_.begin(), names_.end(), name) != names_.end()) {
+        throw Error("objective " + objective_->name() + ": parameter name '" + name + "' appears twice");
+      }
+      names_.push_back(name);
+      tensor.set_requires_grad(true);
+      tensors.push_back(tensor);
+      parameters_.push_back(tensor);
+    }
+    groups.emplace_back(tensors, std::make_unique<torch::optim::AdamOptions>(options_.lr * group.lr_factor));
+    lr_factors_.push_back(group.lr_factor);
   }
-  optimizer_ = std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(options_.lr));
+  optimizer_ = std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(options_.lr));
   model_.training_text["dataset"] = data_->name();
   if (model_.loss_step.defined()) {
     const auto steps = model_.loss_step.to(at::kLong).contiguous();
@@ -89,42 +90,15 @@ double Trainer::learning_rate(int64_t step) const {
 }
 
 double Trainer::step() {
-  const auto& process = *model_.process;
-  const auto shape = data_->shape();
-  const int64_t batch = options_.batch;
   // The data-space batch, mapped to model space (integer data dequantised with fresh uniform noise).
-  auto x = data_->batch(step_, batch, options_.seed);
+  auto x = data_->batch(step_, options_.batch, options_.seed);
   const auto& scaling = model_.data;
   if (data_->integer()) {
     auto generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kDequantStream));
     x = (x + at::rand(x.sizes(), generator, x.options())) / static_cast<double>(scaling.levels);
   }
   x = scaling.scale * x + scaling.shift;
-  auto time_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kTimeStream));
-  const auto [t64, weight64] = times_->sample(batch, time_generator);
-  auto noise_generator = make_generator(at::kCPU, step_seed(options_.seed, step_, kNoiseStream));
-  const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
-  at::Tensor loss;
-  if (linear_) {
-    const auto alpha = per_sample(linear_->alpha(t64)), sigma = per_sample(linear_->sigma(t64));
-    const auto z64 = at::randn(x.sizes(), noise_generator, x.options());
-    const auto xt64 = alpha * x + sigma * z64;
-    // Only what the loss needs goes to the device (x_0 enters through x_t; the variance weighting's weight is 1).
-    const auto z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32);
-    const auto weight = options_.weighting == Weighting::variance ? at::Tensor() : weight64.to(f32);
-    const auto prediction = model_.network->forward(xt.reshape(batch_shape(batch, shape)), t).reshape({batch, -1});
-    loss = denoising_loss(prediction, model_.parameterisation, at::Tensor(), xt, z, t, weight, *linear_).mean();
-  } else {
-    // The full-covariance loss of a Gaussian kernel (fp, cld): x_t = M_t x_0' + L_t z in the process's state.
-    const int64_t n = process.state_dim(x.size(1));
-    const auto z64 = at::randn({batch, n}, noise_generator, x.options());
-    const auto xt64 = process.perturb(x, t64, z64);
-    const auto z = z64.to(f32), xt = xt64.to(f32), t = t64.to(f32);
-    const auto prediction =
-        model_.network->forward(xt.reshape(batch_shape(batch, model_.config.data_shape)), t).reshape({batch, -1});
-    const bool likelihood = options_.weighting == Weighting::likelihood;
-    loss = (weight64.to(f32) * process.denoising_loss(prediction, z, t, likelihood)).mean();
-  }
+  const auto loss = objective_->loss(x.reshape({x.size(0), -1}), step_, options_.seed);
 
   optimizer_->zero_grad();
   loss.backward();
@@ -133,9 +107,10 @@ double Trainer::step() {
     throw NumericalError("training diverged at step " + std::to_string(step_ + 1) +
                          ": the loss is not finite (try a smaller --lr); the last checkpoint is kept");
   }
-  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.network->parameters(), options_.grad_clip);
-  for (auto& group : optimizer_->param_groups()) {
-    static_cast<torch::optim::AdamOptions&>(group.options()).lr(learning_rate(step_));
+  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.grad_clip);
+  auto& groups = optimizer_->param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    static_cast<torch::optim::AdamOptions&>(groups[i].options()).lr(lr_factors_[i] * learning_rate(step_));
   }
   optimizer_->step();
   update_ema();
@@ -205,7 +180,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     write_network_model(file, model_);
     const auto training = file.has("training") ? file.group("training") : file.create_group("training");
     const auto group = training.create_group("optimizer");
-    const auto parameters = optimizer_->param_groups().front().params();
+    const auto& parameters = parameters_;
     for (size_t i = 0; i < parameters.size(); ++i) {
       const auto found = optimizer_->state().find(parameters[i].unsafeGetTensorImpl());
       if (found == optimizer_->state().end()) continue;   // never stepped
@@ -245,7 +220,7 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, std::sha
     throw InputError(file.describe("training/optimizer") + ": missing (a model file without optimizer state cannot be resumed)");
   }
   const auto group = file.group("training").group("optimizer");
-  const auto parameters = trainer->optimizer_->param_groups().front().params();
+  const auto& parameters = trainer->parameters_;
   for (size_t i = 0; i < parameters.size(); ++i) {
     const auto& name = trainer->names_[i];
     if (!group.has(name)) {

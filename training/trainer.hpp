@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/network_file.hpp"
+#include "training/objective.hpp"
 
 namespace sdeflow {
 
@@ -42,6 +43,7 @@ class TrainingData {
 std::shared_ptr<TrainingData> open_training_data(const std::string& name_or_path, int64_t levels = 0);
 
 struct TrainOptions {
+  std::string objective = "dsm";        // objective_registry() name
   int64_t iterations = 2000;
   int64_t batch = 256;
   double lr = 1e-3;
@@ -104,6 +106,8 @@ class Trainer {
   // A new run: `model` carries process, config, parameterisation and data scaling; the network is built from
   // options.seed. `device`: the training device (float32 parameters).
   Trainer(NetworkModel model, TrainOptions options, std::shared_ptr<TrainingData> data, at::Device device);
+  Trainer(const Trainer&) = delete;              // the objective refers to the model the trainer holds
+  Trainer& operator=(const Trainer&) = delete;
   // Resumes from a checkpoint (a model file written by save_checkpoint): weights, EMA, Adam's moments, step,
   // loss log and options. `data` must be the same data set (checked by name and shape).
   static std::unique_ptr<Trainer> resume(const std::string& checkpoint, std::shared_ptr<TrainingData> data,
@@ -130,10 +134,11 @@ class Trainer {
   TrainOptions options_;
   std::shared_ptr<TrainingData> data_;
   at::Device device_;
-  std::unique_ptr<TimeSampler> times_;
-  std::shared_ptr<const LinearProcess> linear_;   // the process's scalar-coefficient capability, or null
+  std::unique_ptr<Objective> objective_;
   std::unique_ptr<torch::optim::Adam> optimizer_;
-  std::vector<std::string> names_;             // parameter names, in the optimizer's order
+  std::vector<std::string> names_;             // parameter names, in the optimizer's order (groups flattened)
+  std::vector<at::Tensor> parameters_;         // the same tensors
+  std::vector<double> lr_factors_;             // per optimizer parameter group
   int64_t step_ = 0;
   double last_loss_ = 0;
   double block_sum_ = 0;

@@ -9,13 +9,13 @@
 int main() {
   const auto model = sdeflow::builtin_model("gmm2d");
   sdeflow::SamplingRequest request;
-  request.process = model.process;
-  request.model = sdeflow::make_mixture_score(model.mixture, model.process);
+  request.process = model->process();
+  request.model = model->score();
   request.solver = "rk4";
   request.steps = 50;
   request.n = 2000;
   const auto solution = sdeflow::sample(request, nullptr);
-  const auto error = (solution.y.mean(0) - model.mixture->mean()).abs().max().item<double>();
+  const auto error = (solution.y.mean(0) - model->mixture()->mean()).abs().max().item<double>();
   std::printf("consumer: max |mean error| = %.4f\n", error);
   return error < 0.1 ? 0 : 1;
 }
