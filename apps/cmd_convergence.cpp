@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "io/h5.hpp"
 #include "io/result_file.hpp"
+#include "samplers/registry.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/convergence.hpp"
 #include "io/output_path.hpp"
@@ -101,7 +102,11 @@ Runner add_convergence_command(CLI::App& app) {
   auto& s = options->study;
   auto* cmd = app.add_subcommand("convergence", "strong and weak convergence orders of SDE solvers");
   cmd->add_option("--problem", s.problem, "gbm, ou, additive or model")->capture_default_str();
-  cmd->add_option("--solvers", s.solvers, "comma-separated: em, milstein, sra1, ei-heun")->delimiter(',')->capture_default_str();
+  std::string solvers;
+  for (const auto& name : general_sde_solvers()) solvers += "\n    " + solver_help(solver_info(name));
+  cmd->add_option("--solvers", s.solvers, "comma-separated general-purpose SDE solvers:" + solvers)
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--steps", s.steps, "comma-separated step counts (the ladder)")->delimiter(',')->capture_default_str();
   cmd->add_option("--paths", s.paths, "Brownian paths")->capture_default_str();
   cmd->add_option("--seed", s.seed, "random seed (the Brownian tree)")->capture_default_str();

@@ -46,20 +46,6 @@ struct NllOptions {
   bool quiet = false;
 };
 
-struct Summary {
-  double mean = 0, stderr_ = 0;
-};
-
-Summary summarize(const at::Tensor& values) {
-  const auto ok = values.masked_select(at::isfinite(values));
-  Summary s;
-  const auto n = ok.numel();
-  if (n == 0) return {std::nan(""), std::nan("")};
-  s.mean = ok.mean().item<double>();
-  s.stderr_ = n > 1 ? ok.std().item<double>() / std::sqrt(static_cast<double>(n)) : 0.0;
-  return s;
-}
-
 struct ScalingGiven {
   bool scale = false, shift = false, levels = false;
 };
@@ -142,34 +128,15 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
   {
     // Not committed (an error below): the writer removes the file (ResultFile::OnFailure::discard).
     writer = std::make_unique<NllFileWriter>(options.out, attributes, ResultFile::OnFailure::discard);
-    auto generator = make_generator(at::kCPU, options.seed);
     ProgressBar bar("nll");
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<at::Tensor> nll, bpd, nfe, status;
-    const int64_t batches = (n + options.batch - 1) / options.batch;
-    for (int64_t b = 0; b < batches; ++b) {
-      const int64_t begin = b * options.batch;
-      const int64_t size = std::min(options.batch, n - begin);
-      const auto x = data.data.narrow(0, begin, size).to(device, dtype);
-      const auto result = negative_log_likelihood(model_file->process(), model, x, likelihood, transform, generator);
-      writer->append(result.nll, result.bpd, result.nfe, result.status);
-      nll.push_back(result.nll.to(at::kCPU, at::kDouble));
-      bpd.push_back(result.bpd.to(at::kCPU, at::kDouble));
-      nfe.push_back(result.nfe.to(at::kCPU));
-      status.push_back(result.status.to(at::kCPU));
-      bar.update(b + 1, batches);
-    }
+    const auto result = dataset_negative_log_likelihood(
+        model_file->process(), model, data.data, likelihood, transform, options.batch, device, dtype, options.seed,
+        [&](const LikelihoodResult& rows, int64_t done, int64_t total) {
+          writer->append(rows.nll, rows.bpd, rows.nfe, rows.status);
+          bar.update(done, total);
+        });
     bar.finish();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const auto all_nll = at::cat(nll), all_bpd = at::cat(bpd), all_nfe = at::cat(nfe), all_status = at::cat(status);
-    const auto nll_summary = summarize(all_nll), bpd_summary = summarize(all_bpd);
-    const int64_t failures = (all_status != 0).sum().item<int64_t>();
-    const double nfe_mean = all_nfe.to(at::kDouble).mean().item<double>();
-    const double nfe_max = static_cast<double>(all_nfe.max().item<int64_t>());
-    writer->finish({{"nll_mean", nll_summary.mean}, {"nll_stderr", nll_summary.stderr_},
-                    {"bpd_mean", bpd_summary.mean}, {"bpd_stderr", bpd_summary.stderr_},
-                    {"nfe_mean", nfe_mean}, {"nfe_max", nfe_max}, {"wall_time_s", seconds},
-                    {"failures", static_cast<double>(failures)}, {"n", static_cast<double>(n)}});
+    writer->finish(result.summary());
     writer.reset();
     if (!options.quiet) {
       std::printf("sdeflow nll: %lld rows of %s (D = %lld) under %s (process %s)\n", static_cast<long long>(n),
@@ -181,15 +148,15 @@ int run_nll(const NllOptions& options, const ScalingGiven& scaling_given) {
                       ? (", rtol " + std::to_string(options.rtol) + ", atol " + std::to_string(options.atol)).c_str()
                       : (", " + std::to_string(options.steps) + " steps").c_str());
       std::printf("  %-16s %14s %14s\n", "", "mean", "std. error");
-      std::printf("  %-16s %14.6f %14.6f\n", "NLL (nats)", nll_summary.mean, nll_summary.stderr_);
-      std::printf("  %-16s %14.6f %14.6f\n", "bits/dim", bpd_summary.mean, bpd_summary.stderr_);
-      std::printf("  %-16s %14.1f %14.0f (max)\n", "NFE per row", nfe_mean, nfe_max);
-      std::printf("  %-16s %14.3f\n", "wall time (s)", seconds);
-      std::printf("  %-16s %14lld\n", "failures", static_cast<long long>(failures));
+      std::printf("  %-16s %14.6f %14.6f\n", "NLL (nats)", result.nll_mean, result.nll_stderr);
+      std::printf("  %-16s %14.6f %14.6f\n", "bits/dim", result.bpd_mean, result.bpd_stderr);
+      std::printf("  %-16s %14.1f %14.0f (max)\n", "NFE per row", result.nfe_mean, result.nfe_max);
+      std::printf("  %-16s %14.3f\n", "wall time (s)", result.wall_time_s);
+      std::printf("  %-16s %14lld\n", "failures", static_cast<long long>(result.failures));
       std::printf("  wrote %s\n", options.out.c_str());
     }
-    if (failures > 0) {
-      std::cerr << "sdeflow: error: " << failures << " of " << n << " rows failed (status != 0, NLL NaN) in "
+    if (result.failures > 0) {
+      std::cerr << "sdeflow: error: " << result.failures << " of " << n << " rows failed (status != 0, NLL NaN) in "
                 << options.out << "\n";
       return kExitFailure;
     }

@@ -8,14 +8,14 @@
 
 #include "apps/common.hpp"
 #include "core/error.hpp"
-#include "io/data_file.hpp"
-#include "io/toy_data.hpp"
 #include "io/h5.hpp"
 #include "io/result_file.hpp"
 #include "io/model_file.hpp"
 #include "sdeflow_version.hpp"
 #include "studies/robustness.hpp"
 #include "io/output_path.hpp"
+#include "samplers/registry.hpp"
+#include "solvers/ode.hpp"
 
 namespace sdeflow::app {
 
@@ -39,36 +39,10 @@ int run(Options& options) {
   const auto model_file = load_model(options.model);
   auto model = model_file->score();
   const auto scaling = model_file->data_scaling();
-  at::Tensor held_out, floor_sample;
-  std::string data_source;
-  if (!options.data.empty()) {
-    const auto file = load_data(options.data, model->dim());
-    held_out = file.data;
-    if (scaling) {   // compare in model space, where the samples live
-      const auto& s = *scaling;
-      held_out = file.integer ? s.scale * (held_out + 0.5) / static_cast<double>(s.levels) + s.shift
-                              : s.scale * held_out + s.shift;
-    }
-    data_source = options.data;
-    // The noise floor needs a second independent set: the second half of the data when it is large enough.
-    if (held_out.size(0) >= 2 * options.study.n) floor_sample = held_out.narrow(0, options.study.n, options.study.n);
-  } else if (scaling && is_toy_data(scaling->name)) {
-    // A model fitted to a built-in toy set: fresh draws of the same generator are held-out data.
-    const auto& s = *scaling;
-    auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
-    const int64_t m = std::max(options.study.n, options.study.nll_n);
-    held_out = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
-    floor_sample = s.scale * sample_toy_data(s.name, options.study.n, generator) + s.shift;
-    data_source = "fresh samples of the built-in " + s.name + " generator (seed " +
-                  std::to_string(options.study.seed + 1) + ")";
-  } else {
-    const auto& mixture = model_file->require_mixture("robustness without --data");
-    auto generator = at::detail::createCPUGenerator(options.study.seed + 1);
-    const int64_t m = std::max(options.study.n, options.study.nll_n);
-    held_out = mixture.sample(m, generator, at::kDouble).first;
-    floor_sample = mixture.sample(options.study.n, generator, at::kDouble).first;
-    data_source = "exact samples of the mixture (seed " + std::to_string(options.study.seed + 1) + ")";
-  }
+  const auto sets = robustness_held_out(*model_file, options.data, options.study);
+  const auto& held_out = sets.held_out;
+  const auto& floor_sample = sets.floor;
+  const auto& data_source = sets.source;
 
   {
     // Not committed (an error below): removed when `out_file` goes (ResultFile::OnFailure::discard).
@@ -171,14 +145,21 @@ Runner add_robustness_command(CLI::App& app) {
   auto& s = options->study;
   cmd->add_option("--model", options->model, "model file (HDF5), or builtin:gmm2d")->capture_default_str();
   cmd->add_option("--data", options->data, "held-out data (/data [N, D]); default: exact samples of the mixture");
-  cmd->add_option("--samplers", s.samplers, "comma-separated samplers")->delimiter(',')->capture_default_str();
+  std::string samplers, adaptive;
+  for (const auto& info : sampling_solvers()) samplers += (samplers.empty() ? "" : ", ") + info.name;
+  for (const auto& info : ode_solvers()) {
+    if (info.adaptive) adaptive += (adaptive.empty() ? "" : ", ") + info.name;
+  }
+  cmd->add_option("--samplers", s.samplers, "comma-separated samplers (" + samplers + "; `sample --help` says more)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--grid", s.grid, "time grid of the samplers: uniform, quadratic, logsnr, karras")->capture_default_str();
   cmd->add_option("--steps", s.steps, "comma-separated step counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--n", s.n, "samples per (sampler, steps)")->capture_default_str();
   cmd->add_option("--seed", s.seed, "random seed")->capture_default_str();
   cmd->add_option("--bandwidth", s.bandwidth, "RBF kernel bandwidth for MMD^2 (0: median heuristic)")->capture_default_str();
   cmd->add_option("--projections", s.projections, "sliced Wasserstein directions")->capture_default_str();
-  cmd->add_option("--nll-solvers", s.nll_solvers, "comma-separated adaptive ODE solvers for the NLL part")
+  cmd->add_option("--nll-solvers", s.nll_solvers, "comma-separated adaptive ODE solvers for the NLL part (" + adaptive + ")")
       ->delimiter(',')->capture_default_str();
   cmd->add_option("--tolerances", s.tolerances, "comma-separated rtol = atol values")->delimiter(',')->capture_default_str();
   cmd->add_option("--nll-n", s.nll_n, "held-out rows for the NLL part (0: skip)")->capture_default_str();

@@ -176,7 +176,7 @@ Runner add_sample_command(CLI::App& app) {
   auto options = std::make_shared<SampleOptions>();
   auto* cmd = app.add_subcommand("sample", "sample a model with a reverse-SDE or probability-flow ODE solver");
   std::string solvers;
-  for (const auto& info : sampling_solvers()) solvers += "\n    " + info.name + ": " + info.description;
+  for (const auto& info : sampling_solvers()) solvers += "\n    " + solver_help(info);
   cmd->add_option("--model", options->model, "model file (HDF5), or builtin:gmm2d")->capture_default_str();
   cmd->add_option("--solver", options->solver, "sampler:" + solvers)->capture_default_str();
   cmd->add_option("--steps", options->steps, "number of uniform steps from T to eps")->capture_default_str();

@@ -12,6 +12,8 @@
 #include "sdeflow_version.hpp"
 #include "studies/work_precision.hpp"
 #include "io/output_path.hpp"
+#include "samplers/registry.hpp"
+#include "solvers/ode.hpp"
 
 namespace sdeflow::app {
 
@@ -79,7 +81,14 @@ Runner add_work_precision_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("work-precision", "error vs evaluations vs time of ODE solvers (sampling or NLL)");
   cmd->add_option("--task", s.task, "pf-ode (probability-flow sampling) or nll")->capture_default_str();
   cmd->add_option("--model", s.model, "mixture model file, or builtin:gmm2d")->capture_default_str();
-  cmd->add_option("--solvers", s.solvers, "comma-separated ODE solvers")->delimiter(',')->capture_default_str();
+  std::string solvers;
+  for (const auto& info : ode_solvers()) solvers += (solvers.empty() ? "" : ", ") + info.name;
+  for (const auto& info : sampling_solvers()) {
+    if (!info.stochastic && info.scope == SolverScope::diffusion) solvers += ", " + info.name;
+  }
+  cmd->add_option("--solvers", s.solvers, "comma-separated ODE solvers (" + solvers + ")")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--steps", s.steps, "fixed-step solvers: comma-separated step counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--tolerances", s.tolerances, "adaptive solvers: comma-separated rtol = atol")->delimiter(',')
       ->capture_default_str();

@@ -6,6 +6,8 @@
 // (images), uniform dequantisation with K importance samples (log-mean-exp, NDM appendix eq. 35).
 #include <ATen/ATen.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -65,5 +67,25 @@ LikelihoodResult negative_log_likelihood(std::shared_ptr<const Process> process,
                                          std::shared_ptr<const ScoreModel> model, const at::Tensor& data,
                                          const LikelihoodOptions& options, const DataTransform& transform,
                                          at::Generator& generator);
+
+// A whole data set, batch by batch: rows [N, d] (any device/dtype; each batch is moved to `device` and `dtype`),
+// `batch` rows at a time, one generator seeded `seed` for all batches (probes, dequantisation, velocities).
+// `on_batch(result, done, total)` is called after each batch (a result file appends it; a progress bar moves).
+struct DatasetLikelihood {
+  at::Tensor nll, bpd;             // [N] float64 CPU
+  at::Tensor nfe;                  // [N] int64
+  at::Tensor status;               // [N] int32
+  double nll_mean = 0, nll_stderr = 0, bpd_mean = 0, bpd_stderr = 0;   // over the finite rows
+  double nfe_mean = 0, nfe_max = 0, wall_time_s = 0;
+  int64_t failures = 0;            // rows with status != 0
+  // The summary as written to an NLL file: nll_mean, nll_stderr, bpd_mean, bpd_stderr, nfe_mean, nfe_max,
+  // wall_time_s, failures, n.
+  std::map<std::string, double> summary() const;
+};
+DatasetLikelihood dataset_negative_log_likelihood(
+    std::shared_ptr<const Process> process, std::shared_ptr<const ScoreModel> model, const at::Tensor& rows,
+    const LikelihoodOptions& options, const DataTransform& transform, int64_t batch, const at::Device& device,
+    at::ScalarType dtype, uint64_t seed,
+    const std::function<void(const LikelihoodResult& result, int64_t done, int64_t total)>& on_batch = nullptr);
 
 }  // namespace sdeflow

@@ -1,4 +1,4 @@
-// The process registry (processes/registry.hpp): one line per process, one factory branch per line.
+// The process registry (processes/registry.hpp): one entry per process, its factory included.
 #include "processes/registry.hpp"
 
 #include <cmath>
@@ -10,18 +10,34 @@
 
 namespace sdeflow {
 
+namespace {
+using Values = std::map<std::string, double>;
+using Matrices = std::map<std::string, at::Tensor>;
+TimeRange range_of(const Values& v) { return {v.at("eps"), v.at("T")}; }
+std::shared_ptr<Process> linear(const std::string& name, const Values& v) { return make_linear_process(name, v); }
+}  // namespace
+
 const std::vector<ProcessInfo>& process_registry() {
   static const std::vector<ProcessInfo> registry = {
       {"vp", "variance-preserving: dx = -1/2 beta x dt + sqrt(beta) dW",
-       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false},
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false,
+       [](const Values& v, const Matrices&) { return linear("vp", v); }},
       {"subvp", "sub-VP: VP's drift, g^2 = beta (1 - exp(-2 B))",
-       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false},
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false,
+       [](const Values& v, const Matrices&) { return linear("subvp", v); }},
       {"ve", "variance-exploding: dx = sqrt(d sigma^2/dt) dW",
-       {{"sigma_min", 0.01}, {"sigma_max", 50.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false},
+       {{"sigma_min", 0.01}, {"sigma_max", 50.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, false,
+       [](const Values& v, const Matrices&) { return linear("ve", v); }},
       {"fp", "FP-Diffusion, constant matrices: dx = -beta (1/2 rinv + omega) x dt + sqrt(beta rinv) dW",
-       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"rinv", "omega"}, false},
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"rinv", "omega"}, false,
+       [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
+         return make_fp_process(m.at("rinv"), m.at("omega"), v.at("beta_min"), v.at("beta_max"), range_of(v));
+       }},
       {"cld", "critically-damped Langevin in phase space (x, v), noise on v only",
-       {{"M", 0.25}, {"Gamma", 1.0}, {"gamma", 0.04}, {"beta", 4.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, true},
+       {{"M", 0.25}, {"Gamma", 1.0}, {"gamma", 0.04}, {"beta", 4.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, true,
+       [](const Values& v, const Matrices&) -> std::shared_ptr<Process> {
+         return make_cld_process(v.at("M"), v.at("Gamma"), v.at("gamma"), v.at("beta"), range_of(v));
+       }},
   };
   return registry;
 }
@@ -46,16 +62,7 @@ std::shared_ptr<Process> make_process(const std::string& name, const std::map<st
   for (const auto& m : info.matrices) {
     if (!matrices.count(m)) throw InputError("process " + name + ": missing dataset '" + m + "'");
   }
-  const TimeRange range{values.at("eps"), values.at("T")};
-  if (name == "vp" || name == "subvp" || name == "ve") return make_linear_process(name, parameters);
-  if (name == "fp") {
-    return make_fp_process(matrices.at("rinv"), matrices.at("omega"), values.at("beta_min"), values.at("beta_max"),
-                           range);
-  }
-  if (name == "cld") {
-    return make_cld_process(values.at("M"), values.at("Gamma"), values.at("gamma"), values.at("beta"), range);
-  }
-  throw Error("process registry: '" + name + "' is registered but has no factory");
+  return info.make(values, matrices);
 }
 
 }  // namespace sdeflow

@@ -3,6 +3,7 @@
 // /process group) and parameter matrices (its float64 datasets). One entry per process; `sdeflow info` and
 // the CLI help list it. Unknown names, unknown or non-finite parameters and invalid matrices throw
 // InputError naming them.
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,6 +19,10 @@ struct ProcessInfo {
   std::map<std::string, double> defaults;   // every attribute and its default
   std::vector<std::string> matrices;        // required float64 datasets
   bool augmented = false;                   // the state is larger than the data (CLD's phase space)
+  // Builds the process from every attribute (defaults filled in, checked finite) and its matrices (all present).
+  std::function<std::shared_ptr<Process>(const std::map<std::string, double>& values,
+                                         const std::map<std::string, at::Tensor>& matrices)>
+      make;
 };
 
 const std::vector<ProcessInfo>& process_registry();

@@ -60,13 +60,14 @@ class AdditiveNoise : public SdeTerm {
   double sigma_;
 };
 
+// The general-purpose fixed-step SDE solvers of the registry (not the diffusion-specific or adaptive ones).
 std::unique_ptr<Stepper> make_sde_stepper(const std::string& name) {
-  if (name == "milstein") return make_milstein();
-  if (name == "sra1") return make_sra1();
-  if (name == "sri2") return make_sri2();
-  if (name == "ei-heun") return make_improved_euler();
-  if (name == "em") return make_stepper("em");
-  throw InputError("convergence: unknown SDE solver '" + name + "' (known: em, milstein, sra1, sri2, ei-heun)");
+  std::string known;
+  for (const auto& candidate : general_sde_solvers()) {
+    if (candidate == name) return make_stepper(name);
+    known += (known.empty() ? "" : ", ") + candidate;
+  }
+  throw InputError("convergence: unknown SDE solver '" + name + "' (known: " + known + ")");
 }
 
 struct Problem {

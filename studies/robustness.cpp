@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "io/data_file.hpp"
+#include "io/toy_data.hpp"
 #include "likelihood/likelihood.hpp"
 #include "samplers/sampling.hpp"
 #include "samplers/diffusion_ode.hpp"
@@ -141,6 +143,40 @@ RobustnessFloor run_robustness(std::shared_ptr<const Process> process, std::shar
     }
   }
   return floor;
+}
+
+HeldOutSets robustness_held_out(const Model& model, const std::string& data_path, const RobustnessOptions& options) {
+  HeldOutSets sets;
+  const auto scaling = model.data_scaling();
+  if (!data_path.empty()) {
+    const auto file = load_data(data_path, model.dim());
+    sets.held_out = file.data;
+    if (scaling) {   // compare in model space, where the samples live
+      const auto& s = *scaling;
+      sets.held_out = file.integer ? s.scale * (sets.held_out + 0.5) / static_cast<double>(s.levels) + s.shift
+                                   : s.scale * sets.held_out + s.shift;
+    }
+    sets.source = data_path;
+    // The noise floor needs a second independent set: the second half of the data when it is large enough.
+    if (sets.held_out.size(0) >= 2 * options.n) sets.floor = sets.held_out.narrow(0, options.n, options.n);
+  } else if (scaling && is_toy_data(scaling->name)) {
+    // A model fitted to a built-in toy set: fresh draws of the same generator are held-out data.
+    const auto& s = *scaling;
+    auto generator = at::detail::createCPUGenerator(options.seed + 1);
+    const int64_t m = std::max(options.n, options.nll_n);
+    sets.held_out = s.scale * sample_toy_data(s.name, m, generator) + s.shift;
+    sets.floor = s.scale * sample_toy_data(s.name, options.n, generator) + s.shift;
+    sets.source = "fresh samples of the built-in " + s.name + " generator (seed " +
+                  std::to_string(options.seed + 1) + ")";
+  } else {
+    const auto& mixture = model.require_mixture("robustness without --data");
+    auto generator = at::detail::createCPUGenerator(options.seed + 1);
+    const int64_t m = std::max(options.n, options.nll_n);
+    sets.held_out = mixture.sample(m, generator, at::kDouble).first;
+    sets.floor = mixture.sample(options.n, generator, at::kDouble).first;
+    sets.source = "exact samples of the mixture (seed " + std::to_string(options.seed + 1) + ")";
+  }
+  return sets;
 }
 
 }  // namespace sdeflow

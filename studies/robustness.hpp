@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/model_file.hpp"
 #include "processes/mixture.hpp"
 #include "processes/score_model.hpp"
 #include "processes/linear.hpp"
@@ -57,5 +58,16 @@ RobustnessFloor run_robustness(std::shared_ptr<const Process> process, std::shar
                                const std::function<void(const std::string&, const std::vector<NllRow>&)>& on_nll);
 
 void validate(const RobustnessOptions& options);
+
+// The held-out data of a robustness study, in model space (where samples live): the rows of `data_path` mapped by
+// the model's data scaling (integer data at cell centres), with the second n rows as the noise floor's second set
+// when there are 2 n; else, for a model fitted to a built-in toy set, fresh draws of its generator; else exact draws
+// of the model's mixture (InputError when it has none). `source` says which, for the result file.
+struct HeldOutSets {
+  at::Tensor held_out;   // [M, D] float64
+  at::Tensor floor;      // [n, D], or undefined when the data are too few for a second set
+  std::string source;
+};
+HeldOutSets robustness_held_out(const Model& model, const std::string& data_path, const RobustnessOptions& options);
 
 }  // namespace sdeflow

@@ -17,8 +17,12 @@ namespace sdeflow {
 
 namespace {
 
+// The diffusion models' exponential integrators of the probability flow (DDIM, DPM-Solver), from the registry.
 bool is_exponential_integrator(const std::string& name) {
-  return name == "ddim" || name == "dpm1" || name == "dpm2" || name == "dpm3";
+  for (const auto& info : sampling_solvers()) {
+    if (info.name == name) return !info.stochastic && info.scope == SolverScope::diffusion;
+  }
+  return false;
 }
 
 bool is_adaptive(const std::string& name) {

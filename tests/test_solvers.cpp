@@ -91,6 +91,16 @@ BOOST_AUTO_TEST_CASE(every_registered_solver_has_its_own_stepper) {
     }
   }
   BOOST_CHECK_THROW(make_stepper("rk5"), InputError);
+  // The metadata the CLI help and the studies' lists come from: the general-purpose fixed-step SDE solvers (what
+  // `convergence` measures), and help lines carrying the stepper's own declared orders and noise requirement.
+  BOOST_TEST(general_sde_solvers() == (std::vector<std::string>{"em", "milstein", "sra1", "sri2", "ei-heun"}),
+             boost::test_tools::per_element());
+  const auto sra1 = solver_help(solver_info("sra1"));
+  BOOST_TEST(sra1.find("strong order 1.5") != std::string::npos, sra1);
+  BOOST_TEST(sra1.find("additive noise") != std::string::npos, sra1);
+  BOOST_TEST(solver_help(solver_info("rk4")).find("order 4") != std::string::npos);
+  BOOST_TEST(solver_help(solver_info("dpm2")).find("diffusion models only") != std::string::npos);
+  BOOST_TEST(solver_info("ggf").adaptive);
 }
 
 namespace {
