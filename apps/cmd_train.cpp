@@ -9,6 +9,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
+#include "processes/fp_learned.hpp"
 #include "processes/matrix_linear.hpp"
 #include "processes/registry.hpp"
 #include "training/trainer.hpp"
@@ -40,7 +41,7 @@ struct TrainCliOptions {
 
 // Options that define a run; when resuming they come from the checkpoint and may not be given again.
 const std::vector<std::string> kRunOptions = {
-    "--objective", "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
+    "--objective", "--strategy", "--forward-steps", "--forward-lr", "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
     "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
     "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
     "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
@@ -61,6 +62,12 @@ std::shared_ptr<Process> make_training_process(const TrainCliOptions& options, c
     }
     const auto [rinv, omega] = random_fp_matrices(data_dim, static_cast<uint64_t>(options.fp_seed));
     process = make_process("fp", {}, {{"rinv", rinv}, {"omega", omega}});
+  } else if (options.process == "fp-noise" || options.process == "fp-drift") {
+    // A learned FP process of the data's dimension, starting at D = I, omega = 0 (VP) with the registry's defaults.
+    const auto& defaults = process_info(options.process).defaults;
+    process = std::make_shared<LearnedFpProcess>(
+        options.process == "fp-noise" ? LearnedFpProcess::Variant::noise : LearnedFpProcess::Variant::drift, data_dim,
+        defaults.at("beta_min"), defaults.at("beta_max"), TimeRange{defaults.at("eps"), defaults.at("T")});
   } else {
     process = make_process(options.process, {});
   }
@@ -94,6 +101,18 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
   } else {
     TrainOptions train = options.train;
     train.weighting = parse_weighting(options.weighting);
+    const bool learned_process = options.process == "fp-noise" || options.process == "fp-drift";
+    // A learned forward process trains with the whole likelihood bound (the denoising loss alone would collapse it).
+    if (cmd.count("--objective") == 0 && learned_process) train.objective = "bound";
+    if (train.objective == "bound") {
+      if (cmd.count("--weighting") > 0 && train.weighting != Weighting::likelihood) {
+        throw InputError("--objective bound is the likelihood bound: its weighting is likelihood, not " +
+                         options.weighting);
+      }
+      train.weighting = Weighting::likelihood;
+    } else if (cmd.count("--strategy") > 0 || cmd.count("--forward-steps") > 0 || cmd.count("--forward-lr") > 0) {
+      throw InputError("--strategy, --forward-steps and --forward-lr apply to --objective bound (a learned process)");
+    }
     train.importance_sampling = !options.no_importance;
     validate(train);
     NetworkModel model;
@@ -175,6 +194,13 @@ Runner add_train_command(CLI::App& app) {
   std::string objectives;
   for (const auto& info : objective_registry()) objectives += "\n    " + info.name + ": " + info.summary;
   cmd->add_option("--objective", t.objective, "training objective:" + objectives)->capture_default_str();
+  cmd->add_option("--strategy", t.strategy,
+                  "a learned process (--objective bound): joint (process and score together), mix (joint for "
+                  "--forward-steps, then the process frozen) or fixed")
+      ->capture_default_str();
+  cmd->add_option("--forward-steps", t.forward_steps, "mix: steps of the joint stage")->capture_default_str();
+  cmd->add_option("--forward-lr", t.forward_lr, "peak learning rate of the forward process (0: --lr)")
+      ->capture_default_str();
   cmd->add_option("--process", options->process, "forward process:" + processes)->capture_default_str();
   cmd->add_option("--process-from", options->process_from, "copy the forward process (/process) from this model file");
   cmd->add_option("--fp-seed", options->fp_seed,

@@ -33,14 +33,11 @@ std::shared_ptr<Process> read_process(const h5::Location& group) {
     parameters[attribute] = group.attribute_double(attribute);
   }
   std::map<std::string, at::Tensor> matrices;
+  // Every dataset as float64 whatever its shape: the process's factory checks shapes and values and names the
+  // dataset (matrices [n, n], learned vectors [n]).
   for (const auto& child : group.children()) {
     const auto shape = group.dataset_shape(child);
-    if (shape.size() != 2 || shape[0] != shape[1]) {
-      std::string text = "[";
-      for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
-      throw InputError(group.describe(child) + ": expected a square matrix [n, n], got shape " + text + "]");
-    }
-    matrices[child] = group.read_tensor(child, at::kDouble, {shape[0], shape[0]});
+    matrices[child] = group.read_tensor(child, at::kDouble, std::vector<int64_t>(shape.begin(), shape.end()));
   }
   try {
     return make_process(name, parameters, matrices);

@@ -38,7 +38,14 @@ at::Tensor square_matrix(const at::Tensor& m, const std::string& what) {
 
 }  // namespace
 
-MatrixLinearProcess::MatrixLinearProcess(Spec spec) : spec_(std::move(spec)) {
+MatrixLinearProcess::MatrixLinearProcess(Spec spec) : spec_(std::move(spec)) { build(); }
+
+void MatrixLinearProcess::replace_spec(Spec spec) {
+  spec_ = std::move(spec);
+  build();
+}
+
+void MatrixLinearProcess::build() {
   const auto& name = spec_.name;
   spec_.drift = square_matrix(spec_.drift, "process " + name + ": drift matrix");
   const int64_t k = spec_.drift.size(0);
@@ -72,6 +79,7 @@ MatrixLinearProcess::MatrixLinearProcess(Spec spec) : spec_(std::move(spec)) {
   initial_covariance_ = at::zeros({k, k}, kF64);
   for (int64_t i = spec_.data_blocks; i < k; ++i) initial_covariance_[i][i] = spec_.hidden_variance;
   score_blocks_ = full_rank_noise_ ? at::ones({k}, kF64) : (at::diagonal(q) > 0.0).to(at::kDouble);
+  first_noise_block_ = 0;
   if (!full_rank_noise_) {
     // Noise on a trailing run of blocks (CLD's velocity): a Brownian motion of those blocks only.
     const auto acts = at::diagonal(q) > 0.0;

@@ -93,7 +93,13 @@ class MatrixLinearProcess : public Process {
   // M (x) I_m as an [.., k m, k m] matrix.
   at::Tensor expand_blocks(const at::Tensor& M, int64_t m) const;
 
+ protected:
+  // A learned process re-derives its constant matrices from its parameters (validated as at construction).
+  void replace_spec(Spec spec);
+  const Spec& spec() const { return spec_; }
+
  private:
+  void build();
   int64_t block_size(const at::Tensor& x) const;
   Spec spec_;
   bool full_rank_noise_ = true;

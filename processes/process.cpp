@@ -23,6 +23,12 @@ at::Tensor Process::denoising_loss(const at::Tensor&, const at::Tensor&, const a
   no_kernel(*this);
 }
 at::Tensor Process::weight_scale(const at::Tensor&) const { no_kernel(*this); }
+at::Tensor Process::prior_cross_entropy(const at::Tensor&) const {
+  throw InputError("process " + name() + " has no closed-form likelihood bound");
+}
+at::Tensor Process::bound_offset(const at::Tensor&) const {
+  throw InputError("process " + name() + " has no closed-form likelihood bound");
+}
 
 at::Tensor Process::embed_scored(const at::Tensor& part, int64_t state_dim) const {
   if (part.dim() != 2 || part.size(1) != scored_dim(state_dim)) {

@@ -41,6 +41,15 @@ class Process {
   virtual std::vector<std::pair<std::string, at::Tensor>> learned_parameters() const { return {}; }
   bool learned() const { return !learned_parameters().empty(); }
   virtual void to(const at::Device& device, at::ScalarType dtype) { (void)device; (void)dtype; }
+  // Whether the kernel operations below use the learned parameters with gradients (true) or detached (a frozen
+  // stage of training); and re-deriving whatever the process caches from them after an optimiser step.
+  virtual void set_trainable(bool trainable) { (void)trainable; }
+  virtual void sync_learned() {}
+  // The likelihood bound's score-free terms (seeds-fp.md section 5), for objectives that train the forward process:
+  // E[-log pi(X_T) | x_0] per data row ([B]), and -1/2 E|c_t|^2_Lambda - div f at times t ([B]).
+  virtual bool has_likelihood_bound() const { return false; }
+  virtual at::Tensor prior_cross_entropy(const at::Tensor& x0) const;
+  virtual at::Tensor bound_offset(const at::Tensor& t) const;
 
   virtual at::Tensor drift(const at::Tensor& x, const at::Tensor& t) const = 0;        // f(x, t): [B, D]
   virtual Diffusion diffusion(const at::Tensor& x, const at::Tensor& t) const = 0;     // G(x, t)

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/registry.hpp"
 #include "processes/linear.hpp"
+#include "processes/fp_learned.hpp"
 #include "processes/matrix_linear.hpp"
 
 namespace sdeflow {
@@ -15,6 +16,22 @@ using Values = std::map<std::string, double>;
 using Matrices = std::map<std::string, at::Tensor>;
 TimeRange range_of(const Values& v) { return {v.at("eps"), v.at("T")}; }
 std::shared_ptr<Process> linear(const std::string& name, const Values& v) { return make_linear_process(name, v); }
+// A learned FP process from its raw parameters; the stored rinv and omega must be the ones they give.
+std::shared_ptr<Process> learned_fp(LearnedFpProcess::Variant variant, const Values& v, const Matrices& m) {
+  auto process = std::make_shared<LearnedFpProcess>(variant, m, v.at("beta_min"), v.at("beta_max"), range_of(v));
+  const auto derived = process->parameter_tensors();
+  for (const char* key : {"rinv", "omega"}) {
+    const auto& stored = m.at(key);
+    const auto& expected = derived.at(key);
+    if (stored.sizes() != expected.sizes() ||
+        (stored - expected).abs().max().item<double>() > 1e-9 * (1.0 + expected.abs().max().item<double>())) {
+      throw InputError(std::string(key) + ": does not match the learned parameters (rinv and omega are derived from "
+                       "them)");
+    }
+  }
+  return process;
+}
+
 }  // namespace
 
 const std::vector<ProcessInfo>& process_registry() {
@@ -32,6 +49,16 @@ const std::vector<ProcessInfo>& process_registry() {
        {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"rinv", "omega"}, false,
        [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
          return make_fp_process(m.at("rinv"), m.at("omega"), v.at("beta_min"), v.at("beta_max"), range_of(v));
+       }},
+      {"fp-noise", "FP-Diffusion with a learned metric: D = U diag(exp theta) U^T, U = expm(K - K^T), omega = 0",
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"theta", "K", "rinv", "omega"}, false,
+       [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
+         return learned_fp(LearnedFpProcess::Variant::noise, v, m);
+       }},
+      {"fp-drift", "FP-Diffusion with a learned symplectic form: D = I, omega = U blockdiag(l_k J) U^T",
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"K", "l", "rinv", "omega"}, false,
+       [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
+         return learned_fp(LearnedFpProcess::Variant::drift, v, m);
        }},
       {"cld", "critically-damped Langevin in phase space (x, v), noise on v only",
        {{"M", 0.25}, {"Gamma", 1.0}, {"gamma", 0.04}, {"beta", 4.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, true,

@@ -654,7 +654,7 @@ BOOST_AUTO_TEST_CASE(bad_input_is_named_with_exit_status_2) {
   test::expect_input_error("train --data " + (dir / "small.h5").string() + " --batch 256 --iters 5" + o,
                      "--batch 256 is larger than the data set", out);
   test::expect_input_error("train --weighting uniform --iters 5" + o, "unknown weighting 'uniform'", out);
-  test::expect_input_error("train --objective nope --iters 5" + o, "unknown objective 'nope' (known: dsm)", out);
+  test::expect_input_error("train --objective nope --iters 5" + o, "unknown objective 'nope' (known: dsm, bound)", out);
   test::expect_input_error("train --lr -1 --iters 5" + o, "--lr must be a positive number", out);
   test::expect_input_error("train --iters 0" + o, "--iters must be positive", out);
   test::expect_input_error("train --arch unet --iters 5" + o, "unet", out);   // 2-D points are not images

@@ -131,6 +131,14 @@ void validate(const TrainOptions& options) {
   if (!(options.ema >= 0 && options.ema < 1)) throw InputError("--ema must lie in [0, 1), got " + std::to_string(options.ema));
   if (!(options.eps > 0 && options.eps < 1)) throw InputError("--eps must lie in (0, 1)");
   (void)find_by_name(objective_registry(), options.objective, "objective");
+  if (options.strategy != "joint" && options.strategy != "mix" && options.strategy != "fixed") {
+    throw InputError("unknown --strategy '" + options.strategy + "' (known: joint, mix, fixed)");
+  }
+  if (options.forward_steps < 0) throw InputError("--forward-steps must be >= 0");
+  if (options.strategy == "mix" && options.forward_steps <= 0) {
+    throw InputError("--strategy mix needs --forward-steps N > 0 (the steps of the joint stage)");
+  }
+  if (!(options.forward_lr >= 0) || !std::isfinite(options.forward_lr)) throw InputError("--forward-lr must be >= 0");
 }
 
 void store_options(const TrainOptions& options, NetworkModel& model) {
@@ -148,6 +156,9 @@ void store_options(const TrainOptions& options, NetworkModel& model) {
   numbers["checkpoint_every"] = static_cast<double>(options.checkpoint_every);
   auto& text = model.training_text;
   text["objective"] = options.objective;
+  text["strategy"] = options.strategy;
+  numbers["forward_steps"] = static_cast<double>(options.forward_steps);
+  numbers["forward_lr"] = options.forward_lr;
   text["decay"] = options.decay;
   text["weighting"] = to_string(options.weighting);
   text["seed"] = std::to_string(options.seed);   // text: a uint64 does not fit a float64 exactly
@@ -183,6 +194,15 @@ TrainOptions stored_options(const NetworkModel& model) {
   // Checkpoints written before objectives were named trained denoising score matching.
   const auto objective = model.training_text.find("objective");
   options.objective = objective == model.training_text.end() ? "dsm" : objective->second;
+  if (const auto found = model.training_text.find("strategy"); found != model.training_text.end()) {
+    options.strategy = found->second;
+  }
+  if (const auto found = model.training_numbers.find("forward_steps"); found != model.training_numbers.end()) {
+    options.forward_steps = static_cast<int64_t>(found->second);
+  }
+  if (const auto found = model.training_numbers.find("forward_lr"); found != model.training_numbers.end()) {
+    options.forward_lr = found->second;
+  }
   options.decay = text("decay");
   options.weighting = parse_weighting(text("weighting"));
   try {

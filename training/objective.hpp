@@ -48,5 +48,7 @@ struct ObjectiveInfo {
 const std::vector<ObjectiveInfo>& objective_registry();
 std::unique_ptr<Objective> make_objective(const std::string& name, NetworkModel& model, const TrainOptions& options,
                                           at::Device device);
+// The registered objectives' factories (training/score_matching.cpp, training/likelihood_bound.cpp).
+std::unique_ptr<Objective> make_likelihood_bound(NetworkModel& model, const TrainOptions& options, at::Device device);
 
 }  // namespace sdeflow

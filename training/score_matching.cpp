@@ -96,6 +96,10 @@ const std::vector<ObjectiveInfo>& objective_registry() {
        [](NetworkModel& model, const TrainOptions& options, at::Device device) -> std::unique_ptr<Objective> {
          return std::make_unique<DenoisingScoreMatching>(model, options, device);
        }},
+      {"bound",
+       "the whole likelihood bound, prior and score-free terms included: trains a learned forward process (fp-noise, "
+       "fp-drift) with the score (--strategy joint | mix | fixed)",
+       make_likelihood_bound},
   };
   return registry;
 }

@@ -166,6 +166,7 @@ void Trainer::run(const std::string& out, int64_t stop_after,
 }
 
 void Trainer::save_checkpoint(const std::string& path) {
+  model_.process->sync_learned();   // a learned process re-derives its matrices from what the optimiser left
   model_.training_numbers["steps"] = static_cast<double>(step_);
   model_.training_numbers["final_loss"] = log_losses_.empty() ? last_loss_ : log_losses_.back();
   model_.training_numbers["log_block_sum"] = block_sum_;
@@ -231,8 +232,11 @@ std::unique_ptr<Trainer> Trainer::resume(const std::string& checkpoint, std::sha
     const auto shape = parameters[i].sizes().vec();
     auto state = std::make_unique<torch::optim::AdamParamState>();
     state->step(entry.attribute_int("step"));
-    state->exp_avg(entry.read_tensor("exp_avg", at::kFloat, shape).to(device));
-    state->exp_avg_sq(entry.read_tensor("exp_avg_sq", at::kFloat, shape).to(device));
+    // In the parameter's own dtype and device (network weights float32 on the training device, a learned process's
+    // parameters float64 on the CPU), so that resume is exact.
+    const auto dtype = parameters[i].scalar_type();
+    state->exp_avg(entry.read_tensor("exp_avg", dtype, shape).to(parameters[i].device()));
+    state->exp_avg_sq(entry.read_tensor("exp_avg_sq", dtype, shape).to(parameters[i].device()));
     trainer->optimizer_->state()[parameters[i].unsafeGetTensorImpl()] = std::move(state);
   }
   return trainer;

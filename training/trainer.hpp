@@ -44,6 +44,11 @@ std::shared_ptr<TrainingData> open_training_data(const std::string& name_or_path
 
 struct TrainOptions {
   std::string objective = "dsm";        // objective_registry() name
+  // Objectives that train a learned forward process (bound): "joint" (process and score together), "mix" (joint for
+  // forward_steps steps, then the process frozen), "fixed" (the process never trains); its learning rate.
+  std::string strategy = "joint";
+  int64_t forward_steps = 0;            // mix: steps of the joint stage
+  double forward_lr = 0.0;              // the process's peak learning rate; 0: lr
   int64_t iterations = 2000;
   int64_t batch = 256;
   double lr = 1e-3;
