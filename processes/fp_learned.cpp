@@ -56,18 +56,7 @@ MatrixLinearProcess::Spec make_spec(LearnedFpProcess::Variant variant, const at:
     omega = at::matmul(at::matmul(u, block_rotation(l, n)), u.transpose(0, 1));
     omega = 0.5 * (omega - omega.transpose(0, 1));
   }
-  MatrixLinearProcess::Spec spec;
-  spec.name = variant == LearnedFpProcess::Variant::noise ? "fp-noise" : "fp-drift";
-  spec.drift = -0.5 * d - omega;
-  spec.noise = d;
-  spec.stationary = at::eye(n, kF64);
-  spec.beta_min = beta_min;
-  spec.beta_max = beta_max;
-  spec.range = range;
-  spec.data_blocks = n;
-  spec.fixed_block_size = true;
-  spec.parameters = {{"beta_min", beta_min}, {"beta_max", beta_max}, {"eps", range.eps}, {"T", range.T}};
-  return spec;
+  return fp_spec(to_string(variant), d, omega, beta_min, beta_max, range);
 }
 
 }  // namespace

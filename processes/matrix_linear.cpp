@@ -316,8 +316,16 @@ std::shared_ptr<MatrixLinearProcess> make_fp_process(const at::Tensor& rinv_in, 
   const double sym = max_abs(omega + omega.transpose(0, 1));
   require(sym <= 1e-12 * std::max(1.0, max_abs(omega)),
           "omega: not antisymmetric (max |omega + omega^T| = " + std::to_string(sym) + ")");
+  auto spec = fp_spec("fp", rinv, omega, beta_min, beta_max, range);
+  spec.parameter_tensors = {{"rinv", rinv}, {"omega", omega}};
+  return std::make_shared<MatrixLinearProcess>(std::move(spec));
+}
+
+MatrixLinearProcess::Spec fp_spec(const std::string& name, const at::Tensor& rinv, const at::Tensor& omega,
+                                  double beta_min, double beta_max, TimeRange range) {
+  const int64_t n = rinv.size(0);
   MatrixLinearProcess::Spec spec;
-  spec.name = "fp";
+  spec.name = name;
   spec.drift = -0.5 * rinv - omega;
   spec.noise = rinv;
   spec.stationary = at::eye(n, kF64);
@@ -327,8 +335,7 @@ std::shared_ptr<MatrixLinearProcess> make_fp_process(const at::Tensor& rinv_in, 
   spec.data_blocks = n;
   spec.fixed_block_size = true;
   spec.parameters = {{"beta_min", beta_min}, {"beta_max", beta_max}, {"eps", range.eps}, {"T", range.T}};
-  spec.parameter_tensors = {{"rinv", rinv}, {"omega", omega}};
-  return std::make_shared<MatrixLinearProcess>(std::move(spec));
+  return spec;
 }
 
 std::shared_ptr<MatrixLinearProcess> make_cld_process(double M, double Gamma, double gamma, double beta,

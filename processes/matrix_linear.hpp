@@ -117,6 +117,10 @@ class MatrixLinearProcess : public Process {
 // omega antisymmetric, both [n, n]). InputError naming `what` (e.g. "/process/rinv") for a bad matrix.
 std::shared_ptr<MatrixLinearProcess> make_fp_process(const at::Tensor& rinv, const at::Tensor& omega, double beta_min,
                                                      double beta_max, TimeRange range);
+// The Spec of an FP process with D = rinv and omega ([n, n] float64, already validated): A = -1/2 D - omega, Q = D,
+// S = I, one coordinate per block; no parameter tensors (the caller adds what it stores).
+MatrixLinearProcess::Spec fp_spec(const std::string& name, const at::Tensor& rinv, const at::Tensor& omega,
+                                  double beta_min, double beta_max, TimeRange range);
 // Critically-damped Langevin (Dockhorn et al.): A = [[0, 1/M], [-1, -Gamma/M]], Q = diag(0, 2 Gamma),
 // S = diag(1, M), B(t) = beta t, v_0 ~ N(0, gamma M I).
 std::shared_ptr<MatrixLinearProcess> make_cld_process(double M = 0.25, double Gamma = 1.0, double gamma = 0.04,
