@@ -131,15 +131,41 @@ void LearnedFpProcess::refresh() {
 
 void LearnedFpProcess::set_trainable(bool trainable) {
   trainable_ = trainable;
-  // U and lambda once per training step (the parameters changed in the optimiser step before): every kernel
-  // operation of the step shares them and their autograd graph.
-  cached_u_ = orthogonal(param(k_));
-  cached_lambda_ = variant_ == Variant::noise ? at::exp(param(theta_)) : at::ones({n_}, kF64);
+  recompute_cache();
 }
 
-at::Tensor LearnedFpProcess::rotation() const { return cached_u_; }
+void LearnedFpProcess::recompute_cache() const {
+  // U and lambda once per training step: every kernel operation of the step shares them and their autograd graph.
+  cached_u_ = orthogonal(param(k_));
+  cached_lambda_ = variant_ == Variant::noise ? at::exp(param(theta_)) : at::ones({n_}, kF64);
+  cached_version_ = parameter_version();
+}
 
-at::Tensor LearnedFpProcess::lambdas() const { return cached_lambda_; }
+uint64_t LearnedFpProcess::parameter_version() const {
+  uint64_t version = k_._version();
+  if (theta_.defined()) version += theta_._version();
+  return version;
+}
+
+void LearnedFpProcess::ensure_cache() const {
+  // Stale after an in-place update (an optimiser step bumps the version counters), or without a graph when one is
+  // needed (the cache was built under no_grad or detached): recompute.
+  const bool needs_graph = trainable_ && at::GradMode::is_enabled() && k_.requires_grad();
+  if (!cached_u_.defined() || cached_version_ != parameter_version() ||
+      (needs_graph && !cached_u_.requires_grad())) {
+    recompute_cache();
+  }
+}
+
+at::Tensor LearnedFpProcess::rotation() const {
+  ensure_cache();
+  return cached_u_;
+}
+
+at::Tensor LearnedFpProcess::lambdas() const {
+  ensure_cache();
+  return cached_lambda_;
+}
 
 at::Tensor LearnedFpProcess::metric() const {
   if (variant_ == Variant::drift) return at::eye(n_, kF64);

@@ -35,8 +35,8 @@ class LearnedFpProcess final : public MatrixLinearProcess {
   void refresh();
   void sync_learned() override { refresh(); }
   // false: the training-time operations use detached parameters (the second stage of `mix`, or `fixed`).
-  // Also caches U and lambda from the current parameters (with their graph when trainable): call it once per
-  // training step, after the optimiser step.
+  // Also caches U and lambda from the current parameters (with their graph when trainable), once per training step;
+  // the cache is also refreshed by itself when the parameters change in place or a graph is needed.
   void set_trainable(bool trainable) override;
   bool has_likelihood_bound() const override { return true; }
 
@@ -72,7 +72,12 @@ class LearnedFpProcess final : public MatrixLinearProcess {
   TimeRange range_;
   bool trainable_ = true;
   at::Tensor theta_, k_, l_;   // leaves (FP-Noise: theta, K; FP-Drift: K, l)
-  at::Tensor cached_u_, cached_lambda_;   // U and lambda of the current step (set_trainable / refresh)
+  // U and lambda of the current parameters (recomputed when the parameters change in place or a graph is needed).
+  void recompute_cache() const;
+  void ensure_cache() const;
+  uint64_t parameter_version() const;
+  mutable at::Tensor cached_u_, cached_lambda_;
+  mutable uint64_t cached_version_ = 0;
 };
 
 std::string to_string(LearnedFpProcess::Variant variant);

@@ -346,6 +346,13 @@ BOOST_AUTO_TEST_CASE(cli_trains_fp_noise_without_collapse) {
     BOOST_TEST_MESSAGE(process << ": held-out NLL " << results[process].summary.at("nll_mean") << " +- "
                                << results[process].summary.at("nll_stderr") << ", final training loss "
                                << final_loss[process]);
+    if (process != "vp") {   // after training: D symmetric positive-definite, omega antisymmetric, to round-off
+      const auto tensors = network.process->parameter_tensors();
+      const auto d = tensors.at("rinv"), omega = tensors.at("omega");
+      BOOST_TEST(max_abs(d - d.t()) < 1e-13, process);
+      BOOST_TEST(max_abs(omega + omega.t()) < 1e-13, process);
+      BOOST_TEST(at::linalg_eigvalsh(d).min().item<double>() > 0.0, process);
+    }
     if (process == "fp-noise") {
       BOOST_TEST(network.training_text.at("objective") == "bound");
       const auto eig = at::linalg_eigvalsh(network.process->parameter_tensors().at("rinv"));

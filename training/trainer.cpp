@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "core/device.hpp"
 #include "core/error.hpp"
@@ -23,6 +24,32 @@ namespace sdeflow {
 namespace {
 
 constexpr uint64_t kDequantStream = 4;   // streams 2 and 3 (times, noise) belong to the objective
+
+// The global gradient norm clipped to max_norm (torch's clip_grad_norm_: coefficient max_norm / (norm + 1e-6)). One
+// call of torch's when every gradient shares a device and dtype (the network alone); otherwise (a learned process's
+// float64 CPU parameters next to a CUDA network) the squared norms are summed per device and combined on the CPU.
+void clip_gradients(const std::vector<at::Tensor>& parameters, double max_norm) {
+  bool uniform = true;
+  for (const auto& p : parameters) {
+    uniform = uniform && p.device() == parameters.front().device() && p.scalar_type() == parameters.front().scalar_type();
+  }
+  if (uniform) {
+    torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+    return;
+  }
+  std::map<std::string, std::vector<at::Tensor>> squares;   // by device
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) squares[p.device().str()].push_back(p.grad().to(at::kDouble).pow(2).sum());
+  }
+  double total = 0.0;
+  for (const auto& [device, values] : squares) total += at::stack(values).sum().item<double>();
+  const double coefficient = max_norm / (std::sqrt(total) + 1e-6);
+  if (coefficient >= 1.0) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) p.grad().mul_(coefficient);
+  }
+}
 
 }  // namespace
 
@@ -107,7 +134,7 @@ double Trainer::step() {
     throw NumericalError("training diverged at step " + std::to_string(step_ + 1) +
                          ": the loss is not finite (try a smaller --lr); the last checkpoint is kept");
   }
-  if (options_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(parameters_, options_.grad_clip);
+  if (options_.grad_clip > 0) clip_gradients(parameters_, options_.grad_clip);
   auto& groups = optimizer_->param_groups();
   for (size_t i = 0; i < groups.size(); ++i) {
     static_cast<torch::optim::AdamOptions&>(groups[i].options()).lr(lr_factors_[i] * learning_rate(step_));
