@@ -382,4 +382,30 @@ BOOST_AUTO_TEST_CASE(cli_trains_fp_noise_without_collapse) {
                            "needs a forward process with a closed-form likelihood bound", bad);
 }
 
+// On a GPU the network trains on the device while the process's float64 parameters stay on the CPU (clipping sums the
+// gradient norms per device): the run follows the CPU run (float32 network: relative 1e-3 on the loss log, 1e-3 on
+// theta after 40 Adam steps of at most lr = 1e-3 each). Skipped without a CUDA device.
+BOOST_AUTO_TEST_CASE(cuda_joint_training_follows_the_cpu_run) {
+  if (!cuda_available()) {
+    BOOST_TEST_MESSAGE("skipped: no CUDA device");
+    return;
+  }
+  const auto dir = test::scratch_dir("fp_learned_cuda");
+  const auto data = open_training_data("checkerboard");
+  TrainOptions options;
+  options.objective = "bound";
+  options.weighting = Weighting::likelihood;
+  options.iterations = 40;
+  options.batch = 128;
+  options.log_every = 10;
+  Trainer cpu(learned_model(data, LearnedFpProcess::Variant::noise), options, data, at::kCPU);
+  cpu.run((dir / "cpu.h5").string());
+  Trainer cuda(learned_model(data, LearnedFpProcess::Variant::noise), options, data, at::Device(at::kCUDA, 0));
+  cuda.run((dir / "cuda.h5").string());
+  const auto a = load_network_model((dir / "cpu.h5").string()), b = load_network_model((dir / "cuda.h5").string());
+  BOOST_TEST(((a.loss - b.loss).abs() / a.loss.abs()).max().item<double>() <= 1e-3);
+  const auto ta = a.process->parameter_tensors(), tb = b.process->parameter_tensors();
+  BOOST_TEST(max_abs(ta.at("theta") - tb.at("theta")) <= 1e-3);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
