@@ -4,15 +4,13 @@
 #include <filesystem>
 
 #include "core/error.hpp"
-#include "io/output_path.hpp"
 
 namespace sdeflow {
 
 ResultFile::ResultFile(std::string path, const std::string& format, int64_t version,
                        const std::map<std::string, std::string>& attributes, OnFailure on_failure)
     : path_(std::move(path)), on_failure_(on_failure) {
-  check_output_path(path_);
-  file_ = std::make_unique<h5::File>(path_, h5::Mode::create);
+  file_ = std::make_unique<h5::File>(path_, h5::Mode::create);   // checks the path first (io/output_path.hpp)
   try {
     for (const auto& [name, value] : attributes) file_->set_attribute(name, value);
     file_->set_attribute("format", format);

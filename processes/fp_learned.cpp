@@ -99,7 +99,7 @@ LearnedFpProcess::LearnedFpProcess(Variant variant, const std::map<std::string, 
   for (auto* p : {&theta_, &k_, &l_}) {
     if (p->defined()) p->set_requires_grad(true);
   }
-  refresh();
+  // The base class was built from these parameters; U and lambda are cached on first use (ensure_cache).
 }
 
 std::vector<std::pair<std::string, at::Tensor>> LearnedFpProcess::learned_parameters() const {

@@ -254,6 +254,16 @@ std::map<std::string, at::Tensor> raw_parameters(const Trainer& trainer) {
   return out;
 }
 
+// The options of a short run with the whole bound.
+TrainOptions bound_options(int64_t iterations, int64_t batch) {
+  TrainOptions options;
+  options.objective = "bound";
+  options.weighting = Weighting::likelihood;
+  options.iterations = iterations;
+  options.batch = batch;
+  return options;
+}
+
 bool same(const std::map<std::string, at::Tensor>& a, const std::map<std::string, at::Tensor>& b) {
   for (const auto& [name, value] : a) {
     if (!at::equal(value, b.at(name))) return false;
@@ -268,11 +278,7 @@ bool same(const std::map<std::string, at::Tensor>& a, const std::map<std::string
 BOOST_AUTO_TEST_CASE(strategies_and_exact_resume) {
   const auto dir = test::scratch_dir("fp_learned_strategies");
   const auto data = open_training_data("checkerboard");
-  TrainOptions options;
-  options.objective = "bound";
-  options.weighting = Weighting::likelihood;
-  options.iterations = 30;
-  options.batch = 64;
+  auto options = bound_options(30, 64);
   options.lr = 5e-3;
   options.warmup = 0;
   options.checkpoint_every = 1000;
@@ -392,11 +398,7 @@ BOOST_AUTO_TEST_CASE(cuda_joint_training_follows_the_cpu_run) {
   }
   const auto dir = test::scratch_dir("fp_learned_cuda");
   const auto data = open_training_data("checkerboard");
-  TrainOptions options;
-  options.objective = "bound";
-  options.weighting = Weighting::likelihood;
-  options.iterations = 40;
-  options.batch = 128;
+  auto options = bound_options(40, 128);
   options.log_every = 10;
   Trainer cpu(learned_model(data, LearnedFpProcess::Variant::noise), options, data, at::kCPU);
   cpu.run((dir / "cpu.h5").string());
