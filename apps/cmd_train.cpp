@@ -9,6 +9,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "io/model_file.hpp"
+#include "processes/fp_field.hpp"
 #include "processes/fp_learned.hpp"
 #include "processes/matrix_linear.hpp"
 #include "processes/registry.hpp"
@@ -24,6 +25,7 @@ struct TrainCliOptions {
   std::string process = "vp";
   std::string process_from;        // copy /process from this model file
   int64_t fp_seed = -1;            // fp: random rinv and omega from this seed
+  int64_t metric_width = 32;       // fp-field: hidden units of the metric network
   std::string data = "checkerboard";
   std::string out = "sdeflow-model.h5";
   std::string resume;
@@ -41,7 +43,8 @@ struct TrainCliOptions {
 
 // Options that define a run; when resuming they come from the checkpoint and may not be given again.
 const std::vector<std::string> kRunOptions = {
-    "--objective", "--strategy", "--forward-steps", "--forward-lr", "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
+    "--objective", "--strategy", "--forward-steps", "--forward-lr", "--reg-kinetic", "--reg-jacobian",
+    "--simulation-steps", "--metric-width", "--process", "--process-from", "--fp-seed", "--arch", "--iters", "--batch", "--lr", "--ema", "--weighting", "--seed", "--parameterisation",
     "--width", "--depth", "--activation", "--embedding", "--embedding-dim", "--fourier-scale", "--channels",
     "--channel-mult", "--groups", "--warmup", "--decay", "--lr-min-fraction", "--grad-clip", "--eps",
     "--log-every", "--checkpoint-every", "--no-importance-sampling", "--scale", "--shift", "--levels"};
@@ -68,8 +71,17 @@ std::shared_ptr<Process> make_training_process(const TrainCliOptions& options, c
     process = std::make_shared<LearnedFpProcess>(
         options.process == "fp-noise" ? LearnedFpProcess::Variant::noise : LearnedFpProcess::Variant::drift, data_dim,
         defaults.at("beta_min"), defaults.at("beta_max"), TimeRange{defaults.at("eps"), defaults.at("T")});
+  } else if (options.process == "fp-field") {
+    // A fresh metric network (last layer zero: D = I, VP) initialised from the run's seed; omega = 0.
+    const auto& defaults = process_info(options.process).defaults;
+    process = make_fp_field_process(data_dim, options.metric_width, defaults.at("floor"), options.train.seed,
+                                    defaults.at("beta_min"), defaults.at("beta_max"),
+                                    TimeRange{defaults.at("eps"), defaults.at("T")});
   } else {
     process = make_process(options.process, {});
+  }
+  if (cmd.count("--metric-width") > 0 && options.process != "fp-field") {
+    throw InputError("--metric-width applies to --process fp-field only");
   }
   if (options.fp_seed >= 0 && process->name() != "fp") throw InputError("--fp-seed applies to --process fp only");
   // The process checks the state's shape (fp: its matrices are data_dim x data_dim).
@@ -101,7 +113,8 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
   } else {
     TrainOptions train = options.train;
     train.weighting = parse_weighting(options.weighting);
-    const bool learned_process = options.process == "fp-noise" || options.process == "fp-drift";
+    const bool learned_process =
+        options.process == "fp-noise" || options.process == "fp-drift" || options.process == "fp-field";
     // A learned forward process trains with the whole likelihood bound (the denoising loss alone would collapse it).
     if (cmd.count("--objective") == 0 && learned_process) train.objective = "bound";
     if (train.objective == "bound") {
@@ -110,8 +123,11 @@ int run_train(TrainCliOptions options, const CLI::App& cmd) {
                          options.weighting);
       }
       train.weighting = Weighting::likelihood;
-    } else if (cmd.count("--strategy") > 0 || cmd.count("--forward-steps") > 0 || cmd.count("--forward-lr") > 0) {
-      throw InputError("--strategy, --forward-steps and --forward-lr apply to --objective bound (a learned process)");
+    } else {
+      for (const char* name : {"--strategy", "--forward-steps", "--forward-lr", "--reg-kinetic", "--reg-jacobian",
+                               "--simulation-steps"}) {
+        if (cmd.count(name) > 0) throw InputError(std::string(name) + " applies to --objective bound (a learned process)");
+      }
     }
     train.importance_sampling = !options.no_importance;
     validate(train);
@@ -200,6 +216,17 @@ Runner add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--forward-steps", t.forward_steps, "mix: steps of the joint stage")->capture_default_str();
   cmd->add_option("--forward-lr", t.forward_lr, "peak learning rate of the forward process (0: --lr)")
+      ->capture_default_str();
+  cmd->add_option("--reg-kinetic", t.reg_kinetic,
+                  "weight of the probability flow's kinetic energy int E|v|^2 dt (gradients into the process only)")
+      ->capture_default_str();
+  cmd->add_option("--reg-jacobian", t.reg_jacobian,
+                  "weight of the flow's Jacobian norm int E|e^T grad v|^2 dt (Hutchinson; into the process only)")
+      ->capture_default_str();
+  cmd->add_option("--simulation-steps", t.simulation_steps,
+                  "fp-field: steps of each simulated forward segment ([0, t] and [t, T])")
+      ->capture_default_str();
+  cmd->add_option("--metric-width", options->metric_width, "fp-field: hidden units of the metric network D(x)")
       ->capture_default_str();
   cmd->add_option("--process", options->process, "forward process:" + processes)->capture_default_str();
   cmd->add_option("--process-from", options->process_from, "copy the forward process (/process) from this model file");

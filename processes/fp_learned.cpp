@@ -247,6 +247,20 @@ at::Tensor LearnedFpProcess::weight_scale(const at::Tensor& t) const {
   return (beta_prime(t).unsqueeze(1) * lambda / (-at::expm1(-lambda * b))).mean(1);
 }
 
+at::Tensor LearnedFpProcess::flow_drift(const at::Tensor& x_in, const at::Tensor& t) const {
+  require_state(x_in, n_, "process " + name() + ": state");
+  // Row form: (A x)^T = x^T A^T with A = -(1/2 D + omega), A^T = -(1/2 D - omega).
+  const auto x = x_in.to(at::kCPU, at::kDouble);
+  const auto a_t = 0.5 * metric() - symplectic();
+  return (-beta_prime(t).unsqueeze(1) * at::matmul(x, a_t)).to(x_in.device(), x_in.scalar_type());
+}
+
+at::Tensor LearnedFpProcess::diffusion_squared(const at::Tensor& x_in, const at::Tensor& t, const at::Tensor& v_in) const {
+  require_state(x_in, n_, "process " + name() + ": state");
+  const auto v = v_in.to(at::kCPU, at::kDouble);
+  return (beta_prime(t).unsqueeze(1) * at::matmul(v, metric())).to(v_in.device(), v_in.scalar_type());
+}
+
 at::Tensor LearnedFpProcess::prior_cross_entropy(const at::Tensor& x0_in) const {
   require_state(x0_in, n_, "process " + name() + ": data");
   const auto x0 = x0_in.to(at::kCPU, at::kDouble);

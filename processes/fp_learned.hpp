@@ -53,6 +53,10 @@ class LearnedFpProcess final : public MatrixLinearProcess {
   at::Tensor weight_scale(const at::Tensor& t) const override;
   // The likelihood bound's terms without the score: E[-log N(X_T; 0, I) | x_0] per row ([B]), and at time t
   // -1/2 tr W_t - div f = -1/2 beta' tr(D P_t^{-1}) + 1/2 beta' tr D ([B]; seeds-fp.md section 5).
+  // The probability flow's parts from the current parameters, differentiably (the regulariser trains through them):
+  // f = -beta' (1/2 D + omega) x and G G^T v = beta' D v, as [B, n] products with [n, n] matrices.
+  at::Tensor flow_drift(const at::Tensor& x, const at::Tensor& t) const override;
+  at::Tensor diffusion_squared(const at::Tensor& x, const at::Tensor& t, const at::Tensor& v) const override;
   at::Tensor prior_cross_entropy(const at::Tensor& x0) const override;
   at::Tensor bound_offset(const at::Tensor& t) const override;
 

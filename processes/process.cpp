@@ -11,6 +11,31 @@ at::Tensor Process::diffusion_divergence(const at::Tensor& x, const at::Tensor& 
   return at::zeros_like(x);
 }
 
+at::Tensor Process::flow_drift(const at::Tensor& x, const at::Tensor& t) const {
+  if (!state_dependent_diffusion()) return drift(x, t);
+  return drift(x, t) - 0.5 * diffusion_divergence(x, t);
+}
+
+at::Tensor Process::diffusion_squared(const at::Tensor& x, const at::Tensor& t, const at::Tensor& v) const {
+  return diffusion(x, t).apply_squared(v);
+}
+
+at::Tensor Process::simulate(const at::Tensor& x, const at::Tensor& t_from, const at::Tensor& t_to, int64_t steps,
+                             at::Generator& generator) const {
+  if (steps < 1) throw InputError("simulate: steps must be at least 1");
+  const auto from = t_from.to(x.device(), x.scalar_type()).reshape({-1});
+  const auto h = (t_to.to(x.device(), x.scalar_type()).reshape({-1}) - from) / static_cast<double>(steps);
+  auto y = x;
+  const int64_t m = noise_dim(x.size(1));
+  for (int64_t k = 0; k < steps; ++k) {
+    const auto t = from + static_cast<double>(k) * h;
+    const auto noise = at::randn({x.size(0), m}, generator, x.options().requires_grad(false));
+    const auto g = diffusion(y, t);
+    y = y + drift(y, t) * h.unsqueeze(1) + g.apply(noise * at::sqrt(h).unsqueeze(1));
+  }
+  return y;
+}
+
 namespace {
 [[noreturn]] void no_kernel(const Process& process) {
   throw InputError("process " + process.name() + " has no Gaussian denoising kernel (training needs one)");

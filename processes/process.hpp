@@ -58,6 +58,25 @@ class Process {
   // div_x (G G^T)(x, t) row by row, [B, D]; zero unless state_dependent_diffusion().
   virtual at::Tensor diffusion_divergence(const at::Tensor& x, const at::Tensor& t) const;
 
+  // The probability flow's drift without the score term, f - 1/2 div(G G^T) ([B, D]); FP processes override it with
+  // the cancelled form -beta' (1/2 D x + omega x), which needs no divergence (seeds-fp.md section 4).
+  virtual at::Tensor flow_drift(const at::Tensor& x, const at::Tensor& t) const;
+  // G G^T v ([B, D]) at (x, t); processes that know G G^T directly (a metric field D(x)) override it to skip G.
+  virtual at::Tensor diffusion_squared(const at::Tensor& x, const at::Tensor& t, const at::Tensor& v) const;
+  // The probability-flow field v = f - 1/2 div(G G^T) - 1/2 G G^T s for a score s at (x, t). Differentiable in x and,
+  // for a learned process in its trainable state, in its parameters (the regulariser of docs/fp_diffusion.md).
+  at::Tensor flow_field(const at::Tensor& x, const at::Tensor& t, const at::Tensor& score) const {
+    return flow_drift(x, t) - 0.5 * diffusion_squared(x, t, score);
+  }
+  // The forward SDE simulated from x at times t_from to t_to (both [B], t_from <= t_to) in `steps` steps per row,
+  // with noise from `generator`: X_{t_to} given X_{t_from} = x, for processes without a closed-form transition.
+  // Default: Euler-Maruyama in t. Differentiable in x and in the process's trainable parameters (pathwise).
+  virtual at::Tensor simulate(const at::Tensor& x, const at::Tensor& t_from, const at::Tensor& t_to, int64_t steps,
+                              at::Generator& generator) const;
+  // A noise prediction turned into a score without a Gaussian kernel (the state-dependent FP process scales by a
+  // reference VP's sigma(t)); noise_to_score then converts it.
+  virtual bool has_noise_parameterisation() const { return has_denoising_kernel(); }
+
   // div_x f(x, t) ([B]) where it has a closed form (linear drift: D f(t)); the analytic trace needs it.
   virtual std::optional<at::Tensor> drift_divergence(const at::Tensor& x, const at::Tensor& t) const {
     (void)x; (void)t;

@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/registry.hpp"
 #include "processes/linear.hpp"
+#include "processes/fp_field.hpp"
 #include "processes/fp_learned.hpp"
 #include "processes/matrix_linear.hpp"
 
@@ -59,6 +60,14 @@ const std::vector<ProcessInfo>& process_registry() {
        {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}}, {"K", "l", "rinv", "omega"}, false,
        [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
          return learned_fp(LearnedFpProcess::Variant::drift, v, m);
+       }},
+      {"fp-field", "FP-Diffusion with a state-dependent metric: D(x) = M M^T + floor I from a network, +1/2 div D",
+       {{"beta_min", 0.1}, {"beta_max", 20.0}, {"eps", 1e-3}, {"T", 1.0}, {"floor", 0.1}},
+       {"metric_w1", "metric_b1", "metric_w2", "metric_b2", "metric_w3", "metric_b3", "omega"}, false,
+       [](const Values& v, const Matrices& m) -> std::shared_ptr<Process> {
+         auto metric = std::make_shared<NetworkMetric>(m, v.at("floor"));
+         return std::make_shared<MetricFpProcess>(metric, m.at("omega"), v.at("beta_min"), v.at("beta_max"),
+                                                  range_of(v), v.at("floor"));
        }},
       {"cld", "critically-damped Langevin in phase space (x, v), noise on v only",
        {{"M", 0.25}, {"Gamma", 1.0}, {"gamma", 0.04}, {"beta", 4.0}, {"eps", 1e-3}, {"T", 1.0}}, {}, true,

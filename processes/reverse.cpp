@@ -39,10 +39,7 @@ std::string ProbabilityFlow::describe() const { return "probability-flow ODE of 
 
 at::Tensor ProbabilityFlow::operator()(const at::Tensor& t, const at::Tensor& y) const {
   count_evaluation();
-  const auto g = process_->diffusion(y, t);
-  auto result = process_->drift(y, t) - 0.5 * g.apply_squared(model_->score(y, t));
-  if (process_->state_dependent_diffusion()) result = result - 0.5 * process_->diffusion_divergence(y, t);
-  return result;
+  return process_->flow_field(y, t, model_->score(y, t));
 }
 
 bool ProbabilityFlow::has_analytic_divergence() const {

@@ -64,7 +64,7 @@ at::Tensor prediction_to_score(Parameterisation from, const at::Tensor& predicti
   if (const auto* linear = dynamic_cast<const LinearProcess*>(&process)) {
     return prediction_to_score(from, prediction, x, t, *linear);
   }
-  if (from == Parameterisation::noise && process.has_denoising_kernel()) {
+  if (from == Parameterisation::noise && process.has_noise_parameterisation()) {
     // A model may predict the scored coordinates only (CLD: the velocity half).
     const auto eps = prediction.size(1) == x.size(1) ? prediction : process.embed_scored(prediction, x.size(1));
     return process.noise_to_score(eps, t);

@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE(cli_trains_fp_noise_without_collapse) {
   test::expect_input_error("train --process fp-noise --weighting variance --iters 2 --out " + bad.string(),
                            "its weighting is likelihood", bad);
   test::expect_input_error("train --process vp --strategy mix --iters 2 --out " + bad.string(),
-                           "apply to --objective bound", bad);
+                           "applies to --objective bound", bad);
   test::expect_input_error("train --process fp-noise --strategy mix --iters 2 --out " + bad.string(),
                            "--strategy mix needs --forward-steps", bad);
   test::expect_input_error("train --process fp-noise --strategy sideways --iters 2 --out " + bad.string(),

@@ -11,6 +11,7 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "training/bound_terms.hpp"
 #include "training/objective.hpp"
 #include "training/trainer.hpp"
 
@@ -18,16 +19,22 @@ namespace sdeflow {
 
 namespace {
 
-constexpr uint64_t kTimeStream = 2, kNoiseStream = 3, kChoiceStream = 5;
+constexpr uint64_t kTimeStream = 2, kNoiseStream = 3, kChoiceStream = 5, kRegulariserStream = 7;
 
 class LikelihoodBound final : public Objective {
  public:
   LikelihoodBound(NetworkModel& model, const TrainOptions& options, at::Device device)
       : model_(model), options_(options), device_(device) {
     const auto& process = *model_.process;
-    if (!process.has_likelihood_bound()) {
+    simulated_ = !process.has_likelihood_bound();
+    if (simulated_ && !(process.state_dependent_diffusion() && process.has_noise_parameterisation())) {
       throw InputError("--objective bound needs a forward process with a closed-form likelihood bound (fp-noise, "
-                       "fp-drift); process " + process.name() + " has none (train it with --objective dsm)");
+                       "fp-drift) or a simulated one (fp-field); process " + process.name() +
+                       " has neither (train it with --objective dsm)");
+    }
+    if ((options.reg_kinetic > 0 || options.reg_jacobian > 0) && (!process.learned() || options.strategy == "fixed")) {
+      throw InputError("--reg-kinetic and --reg-jacobian train the forward process: they need a learned process "
+                       "(fp-noise, fp-drift, fp-field) and --strategy joint or mix");
     }
     if (model_.parameterisation != Parameterisation::noise) {
       throw InputError("--objective bound trains the noise parameterisation only, not " +
@@ -76,15 +83,41 @@ class LikelihoodBound final : public Objective {
     const auto pick = at::rand({batch}, choice_generator, f64) < 0.5;
     const auto t64 = at::where(pick, uniform, log_uniform);
     auto noise_generator = make_generator(at::kCPU, step_seed(seed, step, kNoiseStream));
-    const auto z64 = at::randn(x0.sizes(), noise_generator, f64);
-    const auto xt64 = process.perturb(x0, t64, z64);   // differentiable in the process's parameters
     const auto f32 = at::TensorOptions().device(device_).dtype(at::kFloat);
-    const auto prediction = model_.network->forward(xt64.to(f32), t64.to(f32)).reshape({batch, -1});
-    // The score term in float64 on the CPU, where the process's parameters live.
-    const auto matching = process.denoising_loss(prediction.to(at::kCPU, at::kDouble), z64, t64, true);
-    const auto integrand = (matching + process.bound_offset(t64)) / density(t64);
-    const auto bound = process.prior_cross_entropy(x0) + integrand;
-    return bound.mean().to(device_, at::kFloat);
+    // The network's score at model-space points (float64 CPU in and out; the network runs on the device).
+    const ScoreFunction score = [&](const at::Tensor& x, const at::Tensor& t) {
+      const auto prediction = model_.network->forward(x.to(f32), t.to(f32)).reshape({x.size(0), -1});
+      return process.noise_to_score(prediction.to(at::kCPU, at::kDouble), t);
+    };
+    at::Tensor bound, xt64;
+    if (simulated_) {
+      bound = simulated_bound(process, score, x0, t64, density(t64), options_.simulation_steps, noise_generator);
+    } else {
+      const auto z64 = at::randn(x0.sizes(), noise_generator, f64);
+      xt64 = process.perturb(x0, t64, z64);   // differentiable in the process's parameters
+      const auto prediction = model_.network->forward(xt64.to(f32), t64.to(f32)).reshape({batch, -1});
+      // The score term in float64 on the CPU, where the process's parameters live.
+      const auto matching = process.denoising_loss(prediction.to(at::kCPU, at::kDouble), z64, t64, true);
+      const auto integrand = (matching + process.bound_offset(t64)) / density(t64);
+      bound = process.prior_cross_entropy(x0) + integrand;
+    }
+    auto loss = bound.mean();
+    if (train_process && (options_.reg_kinetic > 0 || options_.reg_jacobian > 0)) {
+      // The regulariser at fresh x_t of the process (its own draw), weighted by 1/q like the bound's integrand;
+      // its gradient reaches the forward process's parameters only.
+      auto reg_generator = make_generator(at::kCPU, step_seed(seed, step, kRegulariserStream));
+      if (simulated_) {
+        xt64 = process.simulate(x0, at::zeros({batch}, f64), t64, options_.simulation_steps, reg_generator);
+      } else if (!xt64.defined() || !xt64.requires_grad()) {
+        xt64 = process.perturb(x0, t64, at::randn(x0.sizes(), reg_generator, f64));
+      }
+      const auto rows = flow_regulariser(process, score, xt64, t64, options_.reg_kinetic, options_.reg_jacobian,
+                                         reg_generator) / density(t64);
+      std::vector<at::Tensor> forward;
+      for (const auto& item : process.learned_parameters()) forward.push_back(item.second);
+      loss = loss + gradient_only_into(rows.mean(), forward);
+    }
+    return loss.to(device_, at::kFloat);
   }
 
  private:
@@ -92,6 +125,7 @@ class LikelihoodBound final : public Objective {
   TrainOptions options_;
   at::Device device_;
   double eps_ = 1e-5, T_ = 1.0;
+  bool simulated_ = false;   // no closed-form kernel: the implicit bound on simulated paths (fp-field)
 };
 
 }  // namespace

@@ -139,6 +139,13 @@ void validate(const TrainOptions& options) {
     throw InputError("--strategy mix needs --forward-steps N > 0 (the steps of the joint stage)");
   }
   if (!(options.forward_lr >= 0) || !std::isfinite(options.forward_lr)) throw InputError("--forward-lr must be >= 0");
+  if (!(options.reg_kinetic >= 0) || !std::isfinite(options.reg_kinetic)) throw InputError("--reg-kinetic must be >= 0");
+  if (!(options.reg_jacobian >= 0) || !std::isfinite(options.reg_jacobian)) {
+    throw InputError("--reg-jacobian must be >= 0");
+  }
+  if (options.simulation_steps < 1 || options.simulation_steps > 100000) {
+    throw InputError("--simulation-steps must lie in [1, 100000]");
+  }
 }
 
 void store_options(const TrainOptions& options, NetworkModel& model) {
@@ -159,6 +166,9 @@ void store_options(const TrainOptions& options, NetworkModel& model) {
   text["strategy"] = options.strategy;
   numbers["forward_steps"] = static_cast<double>(options.forward_steps);
   numbers["forward_lr"] = options.forward_lr;
+  numbers["reg_kinetic"] = options.reg_kinetic;
+  numbers["reg_jacobian"] = options.reg_jacobian;
+  numbers["simulation_steps"] = static_cast<double>(options.simulation_steps);
   text["decay"] = options.decay;
   text["weighting"] = to_string(options.weighting);
   text["seed"] = std::to_string(options.seed);   // text: a uint64 does not fit a float64 exactly
@@ -202,6 +212,16 @@ TrainOptions stored_options(const NetworkModel& model) {
   }
   if (const auto found = model.training_numbers.find("forward_lr"); found != model.training_numbers.end()) {
     options.forward_lr = found->second;
+  }
+  // Absent from files written before the regulariser and the simulated bound: their defaults.
+  if (const auto found = model.training_numbers.find("reg_kinetic"); found != model.training_numbers.end()) {
+    options.reg_kinetic = found->second;
+  }
+  if (const auto found = model.training_numbers.find("reg_jacobian"); found != model.training_numbers.end()) {
+    options.reg_jacobian = found->second;
+  }
+  if (const auto found = model.training_numbers.find("simulation_steps"); found != model.training_numbers.end()) {
+    options.simulation_steps = static_cast<int64_t>(found->second);
   }
   options.decay = text("decay");
   options.weighting = parse_weighting(text("weighting"));

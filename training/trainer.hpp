@@ -49,6 +49,12 @@ struct TrainOptions {
   std::string strategy = "joint";
   int64_t forward_steps = 0;            // mix: steps of the joint stage
   double forward_lr = 0.0;              // the process's peak learning rate; 0: lr
+  // Regulariser of the probability-flow field (Finlay et al.; docs/fp_diffusion.md): weights of int E|v|^2 dt and
+  // int E|eps^T grad_x v|^2 dt, whose gradients go into the forward process's parameters only.
+  double reg_kinetic = 0.0;
+  double reg_jacobian = 0.0;
+  // A process without a closed-form kernel (fp-field): steps of each simulated segment, [0, t] and [t, T].
+  int64_t simulation_steps = 32;
   int64_t iterations = 2000;
   int64_t batch = 256;
   double lr = 1e-3;
