@@ -12,7 +12,8 @@
             (0, 0, -sign(z_k - 2)) (the map from N(0, I_3) to the plane moves z only), averaged over the steps of
             every trajectory with weights |dx_k| (the cosine of the path, not of its slowest steps);
           - the mean path length sum_k |dx_k|, against the optimal-transport length E|z_T - 2| for z_T ~ N(0, 1);
-          - the distance of the final points from the plane, mean |z - 2|.
+          - the distance of the final points from the plane, mean |z - 2|;
+          - the number of samples whose flow diverged (non-finite; left out of the averages).
         With --figure, draws the (x, z) projections of 40 trajectories per run.
 """
 import argparse
@@ -50,12 +51,16 @@ def ot_length():
 def analyse(args):
     if len(args.label) != len(args.samples):
         sys.exit("analyse: give one --label per --samples")
-    print(f"| run | mean cosine to OT direction | mean path length (OT: {ot_length():.3f}) | final mean abs(z - 2) |")
-    print("|---|---|---|---|")
+    print(f"| run | mean cosine to OT direction | mean path length (OT: {ot_length():.3f}) | final mean abs(z - 2) "
+          f"| failed samples |")
+    print("|---|---|---|---|---|")
     paths = {}
     for label, path in zip(args.label, args.samples):
         with h5py.File(path, "r") as f:
             x = f["trajectory/x"][...].astype(np.float64)   # [S, N, 3], from T to eps
+        finite = np.isfinite(x).all(axis=(0, 2))            # samples whose flow stayed finite
+        failed = int((~finite).sum())
+        x = x[:, finite, :]
         step = np.diff(x, axis=0)                            # [S-1, N, 3]
         length = np.linalg.norm(step, axis=2)
         direction = -np.sign(x[:-1, :, 2] - 2.0)
@@ -65,7 +70,7 @@ def analyse(args):
         total = length.sum(axis=0)
         final = np.abs(x[-1, :, 2] - 2.0)
         print(f"| {label} | {weighted.mean():.4f} +- {weighted.std(ddof=1) / math.sqrt(n):.4f} | "
-              f"{total.mean():.3f} +- {total.std(ddof=1) / math.sqrt(n):.3f} | {final.mean():.4f} |")
+              f"{total.mean():.3f} +- {total.std(ddof=1) / math.sqrt(n):.3f} | {final.mean():.4f} | {failed} |")
         paths[label] = x
     if args.figure:
         import matplotlib

@@ -439,6 +439,17 @@ BOOST_AUTO_TEST_CASE(cli_trains_and_uses_fp_field) {
   test::expect_input_error("train --process fp-field --simulation-steps 0 --iters 2 --out " + bad.string(),
                            "--simulation-steps must lie in", bad);
   // A tampered model file: a misshapen metric tensor, a non-antisymmetric omega.
+  {
+    const auto tampered = (dir / "tampered-floor.h5").string();
+    std::filesystem::copy_file(model, tampered, std::filesystem::copy_options::overwrite_existing);
+    {
+      h5::File file(tampered, h5::Mode::read_write);
+      file.group("process").set_attribute("floor", 2.0);
+    }
+    const auto out = dir / "tampered-floor-samples.h5";
+    test::expect_input_error("sample --model " + tampered + " --n 4 --out " + out.string(), "floor must lie in (0, 1]",
+                             out);
+  }
   for (const std::string what : {"metric_w2", "omega"}) {
     const auto tampered = (dir / ("tampered-" + what + ".h5")).string();
     std::filesystem::copy_file(model, tampered, std::filesystem::copy_options::overwrite_existing);
